@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CFastCGI
+import HTTP
+import Posix
+
+/// Errors of the libfcgi layer.
+public enum FastCGIError: Error, CustomStringConvertible {
+    case initializationFailed
+    case acceptFailed
+
+    public var description: String {
+        switch self {
+        case .initializationFailed: return "libfcgi initialisation failed"
+        case .acceptFailed: return "FCGX_Accept_r failed"
+        }
+    }
+}
+
+/// One worker's FastCGI endpoint: accepts a connection at a time on the shared listening
+/// socket, decodes it into a `Request`, writes a `Response`.
+///
+/// libfcgi keeps a pointer to the `FCGX_Request` inside its streams, so the request lives
+/// on the heap for the responder's whole life (never a Swift `var` passed with `&`).
+public final class FastCGIResponder {
+    private let request: UnsafeMutablePointer<FCGX_Request>
+    private let makeRequestID: () -> String
+
+    public init(listenFD: Int32, makeRequestID: @escaping () -> String) throws(FastCGIError) {
+        guard FCGX_Init() == 0 else { throw FastCGIError.initializationFailed }
+        request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
+        self.makeRequestID = makeRequestID
+        // FAIL_ACCEPT_ON_INTR: a stop signal must break accept(), not be retried by libfcgi.
+        guard FCGX_InitRequest(request, listenFD, Int32(FCGI_FAIL_ACCEPT_ON_INTR)) == 0 else {
+            request.deallocate()
+            throw FastCGIError.initializationFailed
+        }
+    }
+
+    deinit {
+        FCGX_Free(request, 1)
+        request.deallocate()
+    }
+
+    /// Blocks until the next request arrives. Throws when the listener is gone or a stop
+    /// signal interrupted the wait.
+    public func accept() throws(FastCGIError) {
+        guard FCGX_Accept_r(request) >= 0 else { throw FastCGIError.acceptFailed }
+    }
+
+    /// Decodes the accepted request's params and body.
+    public func readRequest(limits: RequestLimits) throws(RequestDecodingError) -> Request {
+        try RequestDecoder.decode(params: params(), limits: limits, readBody: readBody, makeRequestID: makeRequestID)
+    }
+
+    /// Writes the whole response in one `FCGX_PutStr`.
+    public func send(_ response: Response, requestID: String, omitBody: Bool) {
+        let bytes = ResponseEncoder.encode(response, requestID: requestID, omitBody: omitBody)
+        bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress.map { base in
+                base.withMemoryRebound(to: CChar.self, capacity: buffer.count) { chars in
+                    _ = FCGX_PutStr(chars, Int32(buffer.count), request.pointee.out)
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes this request's connection (one connection per request).
+    public func finish() {
+        FCGX_Finish_r(request)
+    }
+
+    private func params() -> [(name: [UInt8], value: [UInt8])] {
+        var result: [(name: [UInt8], value: [UInt8])] = []
+        guard var cursor = request.pointee.envp else { return result }
+        while let entry = cursor.pointee {
+            let length = strlen(entry)
+            let bytes = UnsafeRawBufferPointer(start: entry, count: length)
+            if let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {
+                result.append((Array(bytes[..<equals]), Array(bytes[(equals + 1)...])))
+            }
+            cursor += 1
+        }
+        return result
+    }
+
+    private func readBody(_ count: Int) -> [UInt8] {
+        var body = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let got = body.withUnsafeMutableBytes { raw -> Int32 in
+                let chars = raw.baseAddress!.advanced(by: filled).assumingMemoryBound(to: CChar.self)
+                return FCGX_GetStr(chars, Int32(min(count - filled, Int(Int32.max))), request.pointee.in)
+            }
+            if got <= 0 { break }
+            filled += Int(got)
+        }
+        body.removeSubrange(filled...)
+        return body
+    }
+}

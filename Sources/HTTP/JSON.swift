@@ -1,0 +1,85 @@
+import FoundationEssentials
+
+/// JSON in keygate's wire style: snake_case keys, RFC 3339 UTC timestamps, sorted keys
+/// (stable output for tests and diffs).
+public enum JSON {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding keygate's own value types cannot fail; an empty object is the safe fallback.
+        return (try? Array(encoder.encode(value))) ?? Array("{}".utf8)
+    }
+
+    /// Decodes a request body, turning every failure into a 400/422 that names the problem.
+    public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
+        guard !body.isEmpty else {
+            throw Problem(.badRequest, title: "Malformed JSON", detail: "The request body is empty; a JSON object was expected.")
+        }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(type, from: Data(body))
+        } catch let error as DecodingError {
+            throw Problem.from(error)
+        } catch {
+            throw Problem(.badRequest, title: "Malformed JSON", detail: "The request body is not valid JSON.")
+        }
+    }
+}
+
+extension Problem {
+    /// Maps a decoding failure to 400 (not JSON) or 422 (JSON, wrong fields), naming the field.
+    static func from(_ error: DecodingError) -> Problem {
+        func field(_ path: [any CodingKey], _ key: (any CodingKey)? = nil) -> String {
+            let names = (path + (key.map { [$0] } ?? [])).map { key -> String in
+                if let index = key.intValue { return "[\(index)]" }
+                return snakeCase(key.stringValue)
+            }
+            return names.joined(separator: ".").replacing(".[", with: "[")
+        }
+        switch error {
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            return Problem(.badRequest, title: "Malformed JSON", detail: "The request body is not valid JSON.")
+        case .dataCorrupted(let context):
+            return Problem(.unprocessableContent, title: "Invalid field", detail: "Field '\(field(context.codingPath))' has an invalid value.", field: field(context.codingPath))
+        case .keyNotFound(let key, let context):
+            let name = field(context.codingPath, key)
+            return Problem(.unprocessableContent, title: "Missing field", detail: "Field '\(name)' is required.", field: name)
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            let name = field(context.codingPath)
+            if name.isEmpty {
+                return Problem(.badRequest, title: "Malformed JSON", detail: "The request body must be a JSON object.")
+            }
+            return Problem(.unprocessableContent, title: "Invalid field", detail: "Field '\(name)' must be \(describe(type)).", field: name)
+        @unknown default:
+            return Problem(.badRequest, title: "Malformed JSON", detail: "The request body could not be read.")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Bool.Type: return "a boolean"
+        case is Int.Type, is Int64.Type, is Int32.Type: return "an integer"
+        case is Double.Type: return "a number"
+        default:
+            let name = String(describing: type)
+            return name.hasPrefix("Array") ? "an array" : "of the documented type"
+        }
+    }
+
+    private static func snakeCase(_ name: String) -> String {
+        var result = ""
+        for character in name {
+            if character.isUppercase {
+                result += "_" + character.lowercased()
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
+}

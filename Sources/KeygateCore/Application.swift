@@ -1,0 +1,62 @@
+import HTTP
+
+/// What every handler can reach: settings, the scoreboard, the router's route table.
+public final class AppContext: @unchecked Sendable {
+    public let configuration: Configuration
+    public let logger: Logger
+    public let pool: PoolView
+    /// Route names by index, for metrics ("GET /healthz").
+    public internal(set) var routeNames: [String] = []
+
+    public init(configuration: Configuration, logger: Logger, pool: PoolView) {
+        self.configuration = configuration
+        self.logger = logger
+        self.pool = pool
+    }
+}
+
+/// The HTTP application: HTTPS check, routing, error rendering. Shared by the worker
+/// loop and the tests.
+public struct Application: Sendable {
+    public let router: Router<AppContext>
+    public let context: AppContext
+
+    public init(context: AppContext) {
+        var router = Router<AppContext>()
+        OperationsRoutes.register(on: &router)
+        if context.configuration.debugRoutes { DebugRoutes.register(on: &router) }
+        context.routeNames = router.routes.map { "\($0.method) \($0.pattern)" }
+        self.router = router
+        self.context = context
+    }
+
+    /// Answers one request; also returns the matched route's index for metrics.
+    public func respond(to request: Request) -> (response: Response, routeIndex: Int?) {
+        var routeIndex: Int?
+        var response: Response
+        do {
+            // Defence in depth: nginx already refuses plain HTTP for the API.
+            guard request.isHTTPS else {
+                throw Problem(.forbidden, title: "HTTPS Required", detail: "This API is served over HTTPS only.")
+            }
+            switch router.match(method: request.method, path: request.path) {
+            case .notFound:
+                throw Problem.notFound()
+            case .methodNotAllowed(let allowed):
+                throw Problem.methodNotAllowed(allowed: allowed)
+            case .found(let route, let parameters):
+                routeIndex = route.index
+                var routed = request
+                routed.pathParameters = parameters
+                response = try route.handler(routed, context)
+            }
+        } catch {
+            if !(error is any HTTPError) {
+                context.logger.error("unhandled error", [("request_id", request.requestID), ("error", String(describing: error))])
+            }
+            response = ProblemRenderer.response(for: error, requestID: request.requestID)
+        }
+        response.headers.set("Cache-Control", "no-store")
+        return (response, routeIndex)
+    }
+}

@@ -1,0 +1,164 @@
+import FastCGI
+import Posix
+import Prefork
+
+/// Every keygate setting, with its default. Read from a `key = value` file (see
+/// `keygate.conf.example` and docs/configuration.md), then overridden by environment
+/// variables named `KEYGATE_<KEY>` (upper case). Secrets are never values here: only
+/// paths to files that hold them.
+public struct Configuration: Sendable, Equatable {
+    public var listen: ListenAddress = .unix(path: "/run/keygate/keygate.sock")
+    public var listenMode: UInt32 = 0o660
+    public var listenBacklog: Int = 511
+    /// Holds the pid file and the shared-memory segments.
+    public var runtimeDirectory = "/run/keygate"
+    /// 0 means 2 × online CPUs.
+    public var workers = 0
+    public var maxRequests = 10_000
+    public var requestTimeoutSeconds = 30.0
+    public var shutdownTimeoutSeconds = 30.0
+    public var emergencyRestartThreshold = 10
+    public var emergencyRestartIntervalSeconds = 60.0
+    public var maxBodyBytes = 1 << 20
+    public var logLevel: LogLevel = .info
+    /// Enables `/debug/sleep` for the test suite; never on in production.
+    public var debugRoutes = false
+
+    public init() {}
+
+    /// Worker count with `0` resolved to 2 × CPUs.
+    public var effectiveWorkers: Int {
+        workers > 0 ? workers : 2 * ProcessControl.onlineCPUCount
+    }
+
+    public var poolSettings: PoolSettings {
+        PoolSettings(workers: effectiveWorkers, maxRequests: maxRequests,
+                     requestTimeoutSeconds: requestTimeoutSeconds, shutdownTimeoutSeconds: shutdownTimeoutSeconds,
+                     emergencyRestartThreshold: emergencyRestartThreshold,
+                     emergencyRestartIntervalSeconds: emergencyRestartIntervalSeconds)
+    }
+
+    public var pidFilePath: String { runtimeDirectory + "/keygate.pid" }
+    public var scoreboardPath: String { runtimeDirectory + "/keygate.scoreboard" }
+
+    /// The settings as `key = value` lines, in the file's own format.
+    public var rendered: [(key: String, value: String)] {
+        [
+            ("listen", listen.description),
+            ("listen_mode", "0" + String(listenMode, radix: 8)),
+            ("listen_backlog", String(listenBacklog)),
+            ("runtime_dir", runtimeDirectory),
+            ("workers", workers == 0 ? "0 (auto: \(effectiveWorkers))" : String(workers)),
+            ("max_requests", String(maxRequests)),
+            ("request_timeout", String(requestTimeoutSeconds)),
+            ("shutdown_timeout", String(shutdownTimeoutSeconds)),
+            ("emergency_restart_threshold", String(emergencyRestartThreshold)),
+            ("emergency_restart_interval", String(emergencyRestartIntervalSeconds)),
+            ("max_body_bytes", String(maxBodyBytes)),
+            ("log_level", logLevel.rawValue),
+            ("debug_routes", debugRoutes ? "on" : "off"),
+        ]
+    }
+}
+
+/// A setting that could not be used, with where it came from.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let source: String
+    public let message: String
+
+    public var description: String { "\(source): \(message)" }
+}
+
+extension Configuration {
+    /// Loads `path` (nil: defaults only) and applies `environment` overrides.
+    public static func load(path: String?, environment: [String: String]) throws(ConfigurationError) -> Configuration {
+        var configuration = Configuration()
+        if let path {
+            guard let bytes = Files.read(path) else {
+                throw ConfigurationError(source: path, message: "cannot be read")
+            }
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw ConfigurationError(source: path, message: "is not UTF-8 text")
+            }
+            try configuration.apply(fileText: text, source: path)
+        }
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("KEYGATE_") && name != "KEYGATE_CONFIG" {
+            let key = String(name.dropFirst("KEYGATE_".count)).lowercased()
+            try configuration.set(key, value, source: "environment \(name)")
+        }
+        try configuration.validate()
+        return configuration
+    }
+
+    mutating func apply(fileText: String, source: String) throws(ConfigurationError) {
+        for (number, rawLine) in fileText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = line.trimmingSpaces
+            if trimmed.isEmpty { continue }
+            guard let equals = trimmed.firstIndex(of: "=") else {
+                throw ConfigurationError(source: "\(source):\(number + 1)", message: "expected 'key = value'")
+            }
+            let key = String(trimmed[..<equals]).trimmingSpaces
+            let value = String(trimmed[trimmed.index(after: equals)...]).trimmingSpaces
+            try set(key, value, source: "\(source):\(number + 1)")
+        }
+    }
+
+    mutating func set(_ key: String, _ value: String, source: String) throws(ConfigurationError) {
+        func fail(_ message: String) -> ConfigurationError { ConfigurationError(source: source, message: "\(key): \(message)") }
+        func integer(_ range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+            guard let number = Int(value), range.contains(number) else { throw fail("expected an integer in \(range.lowerBound)...\(range.upperBound), got '\(value)'") }
+            return number
+        }
+        func seconds() throws(ConfigurationError) -> Double {
+            guard let number = Double(value), number >= 0, number <= 86_400 else { throw fail("expected seconds (0...86400), got '\(value)'") }
+            return number
+        }
+        func flag() throws(ConfigurationError) -> Bool {
+            switch value.lowercased() {
+            case "on", "true", "yes", "1": return true
+            case "off", "false", "no", "0": return false
+            default: throw fail("expected on or off, got '\(value)'")
+            }
+        }
+        switch key {
+        case "listen":
+            guard let address = ListenAddress(value) else { throw fail("expected a unix socket path or host:port, got '\(value)'") }
+            listen = address
+        case "listen_mode":
+            guard let mode = UInt32(value, radix: 8), mode <= 0o777 else { throw fail("expected an octal mode such as 0660, got '\(value)'") }
+            listenMode = mode
+        case "listen_backlog": listenBacklog = try integer(1...65_535)
+        case "runtime_dir":
+            guard value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
+            runtimeDirectory = value
+        case "workers": workers = try integer(0...256)
+        case "max_requests": maxRequests = try integer(0...Int(Int32.max))
+        case "request_timeout": requestTimeoutSeconds = try seconds()
+        case "shutdown_timeout": shutdownTimeoutSeconds = try seconds()
+        case "emergency_restart_threshold": emergencyRestartThreshold = try integer(0...10_000)
+        case "emergency_restart_interval": emergencyRestartIntervalSeconds = try seconds()
+        case "max_body_bytes": maxBodyBytes = try integer(1_024...(64 << 20))
+        case "log_level":
+            guard let level = LogLevel(rawValue: value.lowercased()) else { throw fail("expected debug, info, warning or error, got '\(value)'") }
+            logLevel = level
+        case "debug_routes": debugRoutes = try flag()
+        default:
+            throw fail("unknown setting")
+        }
+    }
+
+    func validate() throws(ConfigurationError) {
+        if effectiveWorkers < 1 { throw ConfigurationError(source: "workers", message: "at least one worker is needed") }
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        let bytes = Array(utf8)
+        var start = 0, end = bytes.count
+        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 || bytes[start] == 0x0d || bytes[start] == 0x0a { start += 1 }
+        while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 || bytes[end - 1] == 0x0d || bytes[end - 1] == 0x0a { end -= 1 }
+        return String(decoding: bytes[start..<end], as: UTF8.self)
+    }
+}

@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HTTP
+
+/// `/healthz`, `/readyz`, `/metrics`, `/status`: for load balancers, Prometheus and
+/// operators. nginx restricts `/metrics` and `/status` to local addresses.
+enum OperationsRoutes {
+    static func register(on router: inout Router<AppContext>) {
+        router.get("/healthz") { _, _ in
+            .json(["status": "ok"])
+        }
+        router.get("/readyz") { _, context in
+            guard context.pool.scoreboard != nil else {
+                throw Problem.unavailable("The worker pool is not running.")
+            }
+            return .json(["status": "ready"])
+        }
+        router.get("/metrics") { _, context in
+            .text(MetricsRenderer.render(context: context), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.get("/status") { _, context in
+            guard let report = context.pool.report() else {
+                throw Problem.unavailable("The worker pool is not running.")
+            }
+            return .json(report)
+        }
+    }
+}
+
+/// `/debug/sleep?ms=N`: holds a worker busy, so tests can stop, reload and time out a
+/// pool with a request in flight. Registered only with `debug_routes = on`.
+enum DebugRoutes {
+    static func register(on router: inout Router<AppContext>) {
+        router.get("/debug/sleep") { request, _ in
+            guard let text = request.queryItems["ms"], let milliseconds = Int(text), (0...600_000).contains(milliseconds) else {
+                throw Problem(.unprocessableContent, detail: "Query parameter 'ms' must be an integer from 0 to 600000.", field: "ms")
+            }
+            var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+            var remaining = timespec()
+            while nanosleep(&request, &remaining) != 0 { request = remaining }
+            return .json(["slept_ms": milliseconds])
+        }
+    }
+}

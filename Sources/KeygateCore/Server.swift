@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import FastCGI
+import Posix
+import Prefork
+import SharedMemory
+
+/// `keygate serve`: prepares everything shared (socket, scoreboard, pid file) in the
+/// master, then hands over to the pool's `Master`.
+public enum Server {
+    /// Scoreboard slots: room for a full reload overlap of the largest pool (256 workers).
+    static let slotCapacity = 512
+    /// Routes the metrics counters can tell apart.
+    static let routeCapacity = 128
+
+    public static func run(configurationPath: String?, environment: [String: String]) -> Int32 {
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.load(path: configurationPath, environment: environment)
+        } catch {
+            StandardError.write("keygate: \(error)")
+            return 2
+        }
+        let logger = Logger(level: configuration.logLevel, component: "master")
+        do {
+            try Directories.create(configuration.runtimeDirectory)
+            if let running = runningMasterPID(pidFile: configuration.pidFilePath) {
+                logger.error("keygate is already running", [("pid", String(running)), ("pid_file", configuration.pidFilePath)])
+                return 1
+            }
+            let listenFD = try Listener.open(configuration.listen, backlog: Int32(configuration.listenBacklog), mode: mode_t(configuration.listenMode))
+            let region = try SharedRegion.create(
+                path: configuration.scoreboardPath,
+                size: Scoreboard.byteCount(slotCapacity: slotCapacity, routeCapacity: routeCapacity)
+            )
+            let scoreboard = Scoreboard.create(in: region, slotCapacity: slotCapacity, routeCapacity: routeCapacity)
+            try Files.write("\(ProcessControl.currentPID)\n", to: configuration.pidFilePath)
+            defer {
+                Files.remove(configuration.pidFilePath)
+                if case .unix(let path) = configuration.listen { Files.remove(path) }
+                close(listenFD)
+            }
+            logger.info("listening", [("address", configuration.listen.description), ("workers", String(configuration.effectiveWorkers))])
+
+            // Workers fork from the master, so they see whatever the last reload stored here.
+            let current = ConfigurationBox(configuration)
+            let master = Master(
+                scoreboard: scoreboard,
+                settings: configuration.poolSettings,
+                closeInChild: [],
+                log: { logger.info($0) },
+                reloadSettings: {
+                    do {
+                        let reloaded = try Configuration.load(path: configurationPath, environment: environment)
+                        if reloaded.listen != current.value.listen || reloaded.runtimeDirectory != current.value.runtimeDirectory {
+                            logger.warning("listen and runtime_dir changes take effect only after a restart")
+                        }
+                        var applied = reloaded
+                        applied.listen = current.value.listen
+                        applied.runtimeDirectory = current.value.runtimeDirectory
+                        current.value = applied
+                        return applied.poolSettings
+                    } catch {
+                        logger.error("reload failed", [("error", String(describing: error))])
+                        return nil
+                    }
+                },
+                runWorker: { context in
+                    Worker.run(context, listenFD: listenFD, configuration: current.value)
+                }
+            )
+            return try master.run()
+        } catch {
+            logger.error("cannot start", [("error", String(describing: error))])
+            return 1
+        }
+    }
+
+    /// The pid in `pidFile` when that process is alive.
+    static func runningMasterPID(pidFile: String) -> Int32? {
+        guard let bytes = Files.read(pidFile),
+              let pid = Int32(String(decoding: bytes, as: UTF8.self).trimmingSpaces), pid > 0,
+              pid != ProcessControl.currentPID, ProcessControl.isAlive(pid) else { return nil }
+        return pid
+    }
+}
+
+/// The master's current configuration (single-threaded; replaced on reload).
+final class ConfigurationBox {
+    var value: Configuration
+    init(_ value: Configuration) { self.value = value }
+}

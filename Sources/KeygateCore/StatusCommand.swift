@@ -1,0 +1,33 @@
+import Posix
+import SharedMemory
+
+/// `keygate status`: reads the running pool's scoreboard.
+public enum StatusReader {
+    public enum Failure: Error, CustomStringConvertible {
+        case notRunning(String)
+        case unreadable(String)
+
+        public var description: String {
+            switch self {
+            case .notRunning(let detail): return "keygate is not running (\(detail))"
+            case .unreadable(let detail): return detail
+            }
+        }
+    }
+
+    public static func read(configuration: Configuration) throws(Failure) -> PoolReport {
+        guard Server.runningMasterPID(pidFile: configuration.pidFilePath) != nil else {
+            throw .notRunning("no live master in \(configuration.pidFilePath)")
+        }
+        do {
+            let region = try SharedRegion.openReadOnly(path: configuration.scoreboardPath)
+            let board = try Scoreboard.attach(region)
+            guard let report = PoolView(scoreboard: board).report() else { throw Failure.unreadable("empty scoreboard") }
+            return report
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw .unreadable("\(configuration.scoreboardPath): \(error)")
+        }
+    }
+}

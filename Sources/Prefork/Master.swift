@@ -1,0 +1,232 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Posix
+import SharedMemory
+
+/// The pool's master process, php-fpm style: single-threaded, it forks the workers,
+/// reaps and replaces them, recycles and times them out, reloads on SIGHUP and stops
+/// gracefully on SIGTERM/SIGINT. Signal handlers only write to a self-pipe; all work
+/// happens in `run()`'s loop.
+public final class Master {
+    public typealias WorkerBody = (WorkerContext) -> Int32
+    public typealias Reload = () -> PoolSettings?
+    public typealias Log = (String) -> Void
+
+    private let scoreboard: Scoreboard
+    private var settings: PoolSettings
+    private let runWorker: WorkerBody
+    private let reloadSettings: Reload
+    private let log: Log
+    private let closeInChild: [Int32]
+
+    private var children: [pid_t: ChildProcess] = [:]
+    private var respawns: [Respawn] = []
+    private var crashes = CrashHistory()
+    private var generation = 1
+    private var isStopping = false
+    private var exitCode: Int32 = 0
+    private var lastRSSSample: Int64 = 0
+
+    /// - Parameters:
+    ///   - runWorker: the body of a worker, run in the forked child; its result is the exit code.
+    ///   - reloadSettings: called on SIGHUP; nil keeps the current settings (a bad file is logged by the caller).
+    ///   - closeInChild: descriptors the children must not keep (the master's own).
+    public init(scoreboard: Scoreboard, settings: PoolSettings, closeInChild: [Int32] = [],
+                log: @escaping Log, reloadSettings: @escaping Reload, runWorker: @escaping WorkerBody) {
+        self.scoreboard = scoreboard
+        self.settings = settings
+        self.runWorker = runWorker
+        self.reloadSettings = reloadSettings
+        self.log = log
+        self.closeInChild = closeInChild
+    }
+
+    /// Runs the pool until it is stopped; returns the process exit code.
+    public func run() throws(POSIXError) -> Int32 {
+        let pipe = try SelfPipe()
+        try Signals.routeToPipe([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD], writeFD: pipe.writeFD)
+        Signals.ignoreBrokenPipe()
+        scoreboard.setGeneration(generation)
+        log("pool starting: \(settings.workers) workers, max_requests=\(settings.maxRequests), request_timeout=\(settings.requestTimeoutSeconds)s")
+        for _ in 0..<settings.workers { spawn(extraClose: [pipe.readFD, pipe.writeFD]) }
+
+        while true {
+            for signal in pipe.wait(timeoutMilliseconds: 50) {
+                switch signal {
+                case SIGTERM, SIGINT, SIGQUIT: beginStop(reason: "signal \(signal)")
+                case SIGHUP: reload(extraClose: [pipe.readFD, pipe.writeFD])
+                default: break // SIGCHLD: reaped below
+                }
+            }
+            reap()
+            let now = Clock.monotonicMicroseconds()
+            escalateStops(now: now)
+            if isStopping {
+                if children.isEmpty {
+                    log("pool stopped")
+                    return exitCode
+                }
+                continue
+            }
+            startDueRespawns(now: now, extraClose: [pipe.readFD, pipe.writeFD])
+            enforceTimeouts(now: now)
+            sampleResidentMemory(now: now)
+        }
+    }
+
+    // MARK: Spawning
+
+    private func spawn(extraClose: [Int32]) {
+        guard let slot = freeSlot() else {
+            log("no free scoreboard slot: worker not started")
+            return
+        }
+        let pid: pid_t
+        do {
+            pid = try ProcessControl.fork()
+        } catch {
+            log("fork failed: \(error); retrying in 1 s")
+            respawns.append(Respawn(due: Clock.monotonicMicroseconds() + 1_000_000))
+            return
+        }
+        if pid == 0 {
+            Signals.resetForChild()
+            Signals.setParentDeathSignal(SIGTERM)
+            for fd in closeInChild + extraClose { close(fd) }
+            scoreboard.claim(slot, pid: getpid(), generation: generation)
+            let code = runWorker(WorkerContext(slot: slot, generation: generation, scoreboard: scoreboard, settings: settings))
+            ProcessControl.exitImmediately(code)
+        }
+        scoreboard.claim(slot, pid: pid, generation: generation)
+        children[pid] = ChildProcess(pid: pid, slot: slot, generation: generation, startedAt: Clock.monotonicMicroseconds())
+    }
+
+    private func freeSlot() -> Int? {
+        let used = Set(children.values.map(\.slot))
+        return (0..<scoreboard.slotCapacity).first { !used.contains($0) }
+    }
+
+    /// Workers of the current generation that are alive or about to be started.
+    private var currentWorkerCount: Int {
+        children.values.filter { $0.generation == generation && $0.stopRequestedAt == nil }.count + respawns.count
+    }
+
+    private func startDueRespawns(now: Int64, extraClose: [Int32]) {
+        let due = respawns.filter { $0.due <= now }
+        respawns.removeAll { $0.due <= now }
+        for _ in due where currentWorkerCount < settings.workers { spawn(extraClose: extraClose) }
+    }
+
+    // MARK: Reaping
+
+    private func reap() {
+        while let (pid, reason) = ProcessControl.reapOne() {
+            guard let child = children.removeValue(forKey: pid) else { continue }
+            scoreboard.release(child.slot)
+            let now = Clock.monotonicMicroseconds()
+            if isStopping || child.generation != generation || (child.stopRequestedAt != nil && !child.killedForTimeout) {
+                continue // asked to go: stop, reload, or shrink
+            }
+            if child.killedForTimeout {
+                log("worker \(pid) killed after exceeding request_timeout; replacing it")
+                scoreboard.countTimeoutKill()
+                respawns.append(Respawn(due: now))
+                continue
+            }
+            if reason == .exited(0) {
+                // Planned exit: max_requests reached, or someone sent it SIGTERM.
+                scoreboard.countRecycle()
+                if now - child.startedAt > 10_000_000 { crashes.noteHealthyRun() }
+                respawns.append(Respawn(due: now))
+                continue
+            }
+            scoreboard.countCrashRestart()
+            if now - child.startedAt > 10_000_000 { crashes.noteHealthyRun() }
+            let window = Int64(settings.emergencyRestartIntervalSeconds * 1_000_000)
+            let delay = crashes.record(at: now, windowMicroseconds: window)
+            let recent = crashes.recentCount(at: now, windowMicroseconds: window)
+            if settings.emergencyRestartThreshold > 0 && recent >= settings.emergencyRestartThreshold {
+                log("EMERGENCY: \(recent) worker crashes within \(settings.emergencyRestartIntervalSeconds)s (last: \(reason)); stopping the pool instead of crash-looping")
+                exitCode = 1
+                beginStop(reason: "crash loop")
+                return
+            }
+            log("worker \(pid) died (\(reason)); replacing it in \(delay / 1000) ms")
+            respawns.append(Respawn(due: now + delay))
+        }
+    }
+
+    // MARK: Timeouts and memory
+
+    private func enforceTimeouts(now: Int64) {
+        guard settings.requestTimeoutSeconds > 0 else { return }
+        let limit = Int64(settings.requestTimeoutSeconds * 1_000_000)
+        for (pid, child) in children where !child.killedForTimeout {
+            let slot = scoreboard.snapshot(child.slot)
+            guard slot.state == .busy, slot.requestStartMonotonic > 0, now - slot.requestStartMonotonic > limit else { continue }
+            log("worker \(pid) busy on one request for more than \(settings.requestTimeoutSeconds)s: SIGKILL")
+            children[pid]?.killedForTimeout = true
+            children[pid]?.killSent = true
+            children[pid]?.stopRequestedAt = now
+            ProcessControl.send(SIGKILL, to: pid)
+        }
+    }
+
+    private func sampleResidentMemory(now: Int64) {
+        guard now - lastRSSSample > 1_000_000 else { return }
+        lastRSSSample = now
+        for child in children.values {
+            scoreboard.setResidentBytes(child.slot, ProcessControl.residentBytes(of: child.pid))
+        }
+    }
+
+    // MARK: Reload and stop
+
+    private func reload(extraClose: [Int32]) {
+        guard !isStopping else { return }
+        guard let newSettings = reloadSettings() else {
+            log("reload: configuration not valid; keeping the running workers")
+            return
+        }
+        settings = newSettings
+        let now = Clock.monotonicMicroseconds()
+        let retiring = children.values.filter { $0.generation == generation }.map(\.pid)
+        generation += 1
+        scoreboard.setGeneration(generation)
+        scoreboard.countReload()
+        respawns.removeAll()
+        // New workers first, then retire the old ones: the listening socket never lacks an acceptor.
+        for _ in 0..<settings.workers { spawn(extraClose: extraClose) }
+        for pid in retiring {
+            children[pid]?.stopRequestedAt = now
+            scoreboard.setState(children[pid]?.slot ?? 0, .stopping)
+            ProcessControl.send(SIGTERM, to: pid)
+        }
+        log("reload: generation \(generation), \(settings.workers) workers started, \(retiring.count) retiring")
+    }
+
+    /// Children asked to stop (shutdown or reload) get `shutdown_timeout` to finish, then SIGKILL.
+    private func escalateStops(now: Int64) {
+        let limit = Int64(settings.shutdownTimeoutSeconds * 1_000_000)
+        for (pid, child) in children where !child.killSent {
+            guard let asked = child.stopRequestedAt, now - asked > limit else { continue }
+            log("worker \(pid) still running \(settings.shutdownTimeoutSeconds)s after it was asked to stop: SIGKILL")
+            children[pid]?.killSent = true
+            ProcessControl.send(SIGKILL, to: pid)
+        }
+    }
+
+    private func beginStop(reason: String) {
+        guard !isStopping else { return }
+        log("graceful stop (\(reason)): waiting up to \(settings.shutdownTimeoutSeconds)s for in-flight requests")
+        let now = Clock.monotonicMicroseconds()
+        isStopping = true
+        respawns.removeAll()
+        for (pid, child) in children {
+            children[pid]?.stopRequestedAt = now
+            scoreboard.setState(child.slot, .stopping)
+            ProcessControl.send(SIGTERM, to: pid)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Posix
+
+/// A file-backed `MAP_SHARED` mapping. The master creates it before forking, so every
+/// worker inherits the same pages; other processes (`keygate status`) map the file by path.
+/// Only plain fixed-size data goes in it: no Swift `String`, `Array` or class references,
+/// whose storage is private to one process.
+public final class SharedRegion: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let size: Int
+    public let path: String
+
+    private init(base: UnsafeMutableRawPointer, size: Int, path: String) {
+        self.base = base
+        self.size = size
+        self.path = path
+    }
+
+    /// Creates (or truncates) the file at `path`, sizes it, and maps it zero-filled.
+    public static func create(path: String, size: Int, mode: mode_t = 0o644) throws(POSIXError) -> SharedRegion {
+        // A fresh inode: a process still mapping an old segment keeps its own pages.
+        unlink(path)
+        let fd = try syscall("open \(path)") { open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode) }
+        defer { close(fd) }
+        try syscall("ftruncate \(path)") { ftruncate(fd, off_t(size)) }
+        return try map(fd: fd, size: size, writable: true, path: path)
+    }
+
+    /// Maps an existing segment for reading (status tools).
+    public static func openReadOnly(path: String) throws(POSIXError) -> SharedRegion {
+        let fd = try syscall("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        var info = stat()
+        try syscall("fstat \(path)") { fstat(fd, &info) }
+        return try map(fd: fd, size: Int(info.st_size), writable: false, path: path)
+    }
+
+    /// An anonymous shared mapping (tests, and segments no other process opens by name).
+    public static func anonymous(size: Int) throws(POSIXError) -> SharedRegion {
+        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
+            throw POSIXError(call: "mmap", errno: errno)
+        }
+        return SharedRegion(base: base, size: size, path: "")
+    }
+
+    private static func map(fd: Int32, size: Int, writable: Bool, path: String) throws(POSIXError) -> SharedRegion {
+        guard size > 0 else { throw POSIXError(call: "mmap \(path) (empty)", errno: EINVAL) }
+        let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
+        guard let base = mmap(nil, size, protection, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+            throw POSIXError(call: "mmap \(path)", errno: errno)
+        }
+        return SharedRegion(base: base, size: size, path: path)
+    }
+
+    deinit {
+        munmap(base, size)
+    }
+}

@@ -82,10 +82,12 @@ public final class Master {
             log("no free scoreboard slot: worker not started")
             return
         }
+        scoreboard.claim(slot, generation: generation)
         let pid: pid_t
         do {
             pid = try ProcessControl.fork()
         } catch {
+            scoreboard.release(slot)
             log("fork failed: \(error); retrying in 1 s")
             respawns.append(Respawn(due: Clock.monotonicMicroseconds() + 1_000_000))
             return
@@ -94,11 +96,11 @@ public final class Master {
             Signals.resetForChild()
             Signals.setParentDeathSignal(SIGTERM)
             for fd in closeInChild + extraClose { close(fd) }
-            scoreboard.claim(slot, pid: getpid(), generation: generation)
+            scoreboard.setPID(slot, getpid())
             let code = runWorker(WorkerContext(slot: slot, generation: generation, scoreboard: scoreboard, settings: settings))
             ProcessControl.exitImmediately(code)
         }
-        scoreboard.claim(slot, pid: pid, generation: generation)
+        scoreboard.setPID(slot, pid)
         children[pid] = ChildProcess(pid: pid, slot: slot, generation: generation, startedAt: Clock.monotonicMicroseconds())
     }
 

@@ -125,8 +125,9 @@ public struct Scoreboard: @unchecked Sendable {
 
     // MARK: Slots
 
-    /// Claims slot `index` for a process being started (master side, right after fork).
-    public func claim(_ index: Int, pid: Int32, generation: Int) {
+    /// Claims slot `index` for a process about to be forked (master side, before fork, so
+    /// the child's own state updates can never be overwritten by this one).
+    public func claim(_ index: Int, generation: Int) {
         let slot = slots + index
         slot.pointee.requests.store(0, ordering: .relaxed)
         slot.pointee.requestStartMonotonic.store(0, ordering: .relaxed)
@@ -134,8 +135,13 @@ public struct Scoreboard: @unchecked Sendable {
         slot.pointee.residentBytes.store(0, ordering: .relaxed)
         slot.pointee.generation.store(generation, ordering: .relaxed)
         slot.pointee.startedAtWall.store(Int(Clock.wallMicroseconds()), ordering: .relaxed)
-        slot.pointee.pid.store(Int(pid), ordering: .relaxed)
+        slot.pointee.pid.store(0, ordering: .relaxed)
         slot.pointee.state.store(SlotState.starting.rawValue, ordering: .releasing)
+    }
+
+    /// Records the process now owning a claimed slot (both sides of the fork write it).
+    public func setPID(_ index: Int, _ pid: Int32) {
+        slots[index].pid.store(Int(pid), ordering: .releasing)
     }
 
     /// Frees a slot whose process has been reaped.

@@ -1,0 +1,136 @@
+"""The HTTP surface of the pool through real nginx over HTTPS, and the FastCGI edge."""
+import fcgi
+
+
+def assert_problem(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"] and body["type"].startswith("https://")
+    assert body["request_id"] == response.headers["X-Request-Id"]
+    assert len(body["request_id"]) == 32
+    return body
+
+
+def test_healthz_over_https_has_hsts_and_request_id(stack, client):
+    r = client.get(stack.base + "/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert len(r.headers["X-Request-Id"]) == 32
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_request_ids_differ_per_request(stack, client):
+    ids = {client.get(stack.base + "/healthz").headers["X-Request-Id"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_plain_http_api_is_refused_not_redirected(stack):
+    import requests
+    r = requests.get(stack.http_base + "/api/v1/admin/symbols", allow_redirects=False)
+    assert_problem(r, 403)
+
+
+def test_plain_http_elsewhere_redirects_to_https(stack):
+    import requests
+    r = requests.get(stack.http_base + "/healthz", allow_redirects=False)
+    assert r.status_code == 301
+    assert r.headers["Location"].startswith("https://")
+
+
+def test_unknown_route_404(stack, client):
+    assert_problem(client.get(stack.base + "/api/v1/nope"), 404)
+
+
+def test_wrong_method_405_with_allow(stack, client):
+    r = client.post(stack.base + "/healthz", data=b"{}")
+    assert_problem(r, 405)
+    allowed = {m.strip() for m in r.headers["Allow"].split(",")}
+    assert allowed == {"GET", "HEAD"}
+
+
+def test_head_answers_like_get_without_body(stack, client):
+    r = client.head(stack.base + "/healthz")
+    assert r.status_code == 200
+    assert r.content == b""
+
+
+def test_body_over_limit_413_from_app(stack, client):
+    # Over the app's 1 MiB limit but under nginx's 2 MiB: the app answers.
+    r = client.post(stack.base + "/healthz", data=b"x" * (1024 * 1024 + 1))
+    assert_problem(r, 413)
+
+
+def test_body_far_over_limit_413_from_nginx_is_problem_json(stack, client):
+    r = client.post(stack.base + "/healthz", data=b"x" * (3 * 1024 * 1024))
+    assert_problem(r, 413)
+
+
+def test_metrics_counts_requests_by_route_and_status(stack, client):
+    client.get(stack.base + "/healthz")
+    text = client.get(stack.base + "/metrics").text
+    assert "# TYPE keygate_requests_total counter" in text
+    healthz = [l for l in text.splitlines() if l.startswith('keygate_requests_total{route="GET /healthz",status="200"}')]
+    assert healthz and int(healthz[0].split()[-1]) >= 1
+    assert "keygate_worker_restarts_total" in text and "keygate_uptime_seconds" in text
+
+
+def test_status_route_lists_workers(stack, client):
+    body = client.get(stack.base + "/status").json()
+    assert body["master_pid"] > 0
+    assert len(body["workers"]) == 4
+    assert all(w["pid"] > 0 and w["state"] in ("idle", "busy") for w in body["workers"])
+    assert any(w["state"] == "busy" for w in body["workers"])  # the one answering this request
+    assert all(w["rss_bytes"] >= 0 for w in body["workers"])
+
+
+# --- Straight to the pool's socket, as only a broken or hostile front end would ---
+
+def _pool_unchanged(stack, before):
+    after = stack.status()
+    assert after["restarts"]["crash"] == before["restarts"]["crash"]
+    assert sorted(w["pid"] for w in after["workers"]) == sorted(w["pid"] for w in before["workers"])
+
+
+def test_request_without_https_param_is_refused(stack):
+    status, headers, body = fcgi.request(stack.socket, fcgi.base_params(https=False))
+    assert status == 403
+    assert headers["content-type"] == "application/problem+json"
+    assert b"HTTPS" in body
+    status, _, _ = fcgi.request(stack.socket, fcgi.base_params(https=False) + [("HTTPS", "off")])
+    assert status == 403
+
+
+def test_bad_fastcgi_input_gets_4xx_and_worker_survives(stack, client):
+    before = stack.status()
+    cases = [
+        ([], 400),                                                              # no params at all
+        ([("REQUEST_URI", "/healthz"), ("HTTPS", "on")], 400),                  # no method
+        (fcgi.base_params(uri=b"/api/\xff\xfe"), 400),                          # invalid UTF-8 path
+        (fcgi.base_params(uri="/api/%ff%fe"), 400),                             # escapes to invalid UTF-8
+        (fcgi.base_params(method="g e t"), 400),                                # malformed method
+        (fcgi.base_params(HTTP_X_HUGE="a" * 200_000), 431),                     # huge header value
+        (fcgi.base_params(CONTENT_LENGTH="12abc"), 400),                        # bad Content-Length
+        (fcgi.base_params(CONTENT_LENGTH="99999999999999999999"), 400),         # absurd Content-Length
+    ]
+    for params, expected in cases:
+        status, headers, body = fcgi.request(stack.socket, params)
+        assert status == expected, (params[:3], status, body)
+        assert headers["content-type"] == "application/problem+json"
+        assert len(headers["x-request-id"]) >= 16
+    # A body shorter than its Content-Length (stdin ends early).
+    status, _, _ = fcgi.request(stack.socket, fcgi.base_params(method="POST", CONTENT_LENGTH="100"), body=b"short")
+    assert status == 400
+    assert client.get(stack.base + "/healthz").status_code == 200
+    _pool_unchanged(stack, before)
+
+
+def test_hostile_request_id_is_replaced(stack):
+    params = [p for p in fcgi.base_params() if p[0] != "REQUEST_ID"] + [("REQUEST_ID", "abc\r\nSet-Cookie: x=1")]
+    status, headers, _ = fcgi.request(stack.socket, params)
+    assert status == 200
+    assert "set-cookie" not in headers
+    assert headers["x-request-id"] != "abc"
+    assert all(c in "0123456789abcdef" for c in headers["x-request-id"])

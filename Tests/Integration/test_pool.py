@@ -1,0 +1,134 @@
+"""The pre-forked pool under stress: crashes, stops, reloads, recycling, timeouts."""
+import os
+import signal
+import threading
+import time
+
+import requests
+
+
+def _get(stack, path, timeout=10):
+    return requests.get(stack.aux_base + path, verify=stack.ca, timeout=timeout)
+
+
+def test_killed_worker_is_replaced_within_a_second(stack, aux_pool):
+    pool = aux_pool(workers=3)
+    pids = pool.worker_pids()
+    os.kill(pids[0], signal.SIGKILL)
+    started = time.monotonic()
+    new_pids = pool.wait_for_workers(3, timeout=1.0, exclude=(pids[0],))
+    assert time.monotonic() - started < 1.0
+    assert pids[0] not in new_pids and set(pids[1:]) <= set(new_pids)
+    assert all(_get(stack, "/healthz").status_code == 200 for _ in range(20))
+    assert pool.status()["restarts"]["crash"] == 1
+
+
+def test_sigterm_lets_in_flight_request_finish_then_exits_zero(stack, aux_pool):
+    pool = aux_pool(workers=2)
+    pids = pool.worker_pids()
+    result = {}
+
+    def slow():
+        result["response"] = _get(stack, "/debug/sleep?ms=1500")
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not any(w["state"] == "busy" for w in pool.status()["workers"]):
+        assert time.monotonic() < deadline, "the slow request never reached a worker"
+        time.sleep(0.02)
+    pool.signal(signal.SIGTERM)
+    thread.join(10)
+    assert result["response"].status_code == 200
+    assert result["response"].json() == {"slept_ms": 1500}
+    assert pool.process.wait(timeout=10) == 0
+    time.sleep(0.1)
+    for pid in pids + [pool.process.pid]:
+        assert not os.path.exists(f"/proc/{pid}"), f"process {pid} outlived the master"
+    assert not os.path.exists(os.path.join(pool.dir, "keygate.pid"))
+
+
+def test_sighup_replaces_every_worker_without_a_failed_request(stack, aux_pool):
+    pool = aux_pool(workers=3)
+    old = set(pool.worker_pids())
+    stop = threading.Event()
+    outcomes = []
+
+    def loop():
+        session = stack.session()
+        while not stop.is_set():
+            try:
+                outcomes.append(session.get(stack.aux_base + "/healthz", timeout=5).status_code)
+            except requests.RequestException as error:
+                outcomes.append(repr(error))
+
+    threads = [threading.Thread(target=loop) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    pool.write_config(workers=2)  # the reload also applies new settings
+    pool.signal(signal.SIGHUP)
+    new = pool.wait_for_workers(2, timeout=10, exclude=old)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not (set(new) & old)
+    assert len(outcomes) > 50
+    failures = [o for o in outcomes if o != 200]
+    assert failures == [], failures[:5]
+    status = pool.status()
+    assert status["generation"] == 2 and status["reloads"] == 1
+    assert all(w["generation"] == 2 for w in status["workers"])
+
+
+def test_invalid_config_on_sighup_keeps_workers(stack, aux_pool):
+    pool = aux_pool(workers=2)
+    pids = pool.worker_pids()
+    with open(pool.config) as f:
+        good = f.read()
+    with open(pool.config, "a") as f:
+        f.write("workers = lots\n")
+    pool.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert "reload failed" in pool.log_text()
+    assert "workers: expected an integer" in pool.log_text()
+    with open(pool.config, "w") as f:
+        f.write(good)  # status reads the same file
+    assert pool.worker_pids() == pids
+    assert pool.status()["generation"] == 1
+    assert _get(stack, "/healthz").status_code == 200
+
+
+def test_worker_recycled_after_max_requests(stack, aux_pool):
+    pool = aux_pool(workers=1, max_requests=5)
+    first = pool.worker_pids()
+    codes = [_get(stack, "/healthz").status_code for _ in range(12)]
+    assert codes == [200] * 12
+    status = pool.status()
+    assert status["restarts"]["recycle"] == 2
+    assert status["restarts"]["crash"] == 0
+    assert pool.worker_pids() != first
+    assert status["workers"][0]["requests"] == 2
+
+
+def test_worker_stuck_past_request_timeout_is_killed_and_replaced(stack, aux_pool):
+    pool = aux_pool(workers=2, request_timeout=1)
+    r = _get(stack, "/debug/sleep?ms=5000")
+    assert r.status_code in (502, 503)  # nginx saw the worker die mid-request
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    pool.wait_for_workers(2, timeout=3)
+    assert pool.status()["restarts"]["timeout"] == 1
+    assert "request_timeout" in pool.log_text()
+    assert _get(stack, "/healthz").status_code == 200
+
+
+def test_crash_loop_stops_the_pool_with_a_clear_log_line(stack, aux_pool):
+    pool = aux_pool(workers=1, emergency_restart_threshold=3, emergency_restart_interval=60)
+    for attempt in range(3):
+        pid = pool.worker_pids()[0]
+        os.kill(pid, signal.SIGKILL)
+        if attempt < 2:
+            pool.wait_for_workers(1, timeout=5, exclude=(pid,))
+    assert pool.process.wait(timeout=20) == 1
+    assert "EMERGENCY" in pool.log_text()

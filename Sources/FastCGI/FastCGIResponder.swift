@@ -51,7 +51,18 @@ public final class FastCGIResponder {
 
     /// Decodes the accepted request's params and body.
     public func readRequest(limits: RequestLimits) throws(RequestDecodingError) -> Request {
-        try RequestDecoder.decode(params: params(), limits: limits, readBody: readBody, makeRequestID: makeRequestID)
+        var decoder = RequestDecoder(limits: limits)
+        if var cursor = request.pointee.envp {
+            while let entry = cursor.pointee {
+                let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
+                if let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {
+                    decoder.add(name: UnsafeRawBufferPointer(rebasing: bytes[..<equals]),
+                                value: UnsafeRawBufferPointer(rebasing: bytes[(equals + 1)...]))
+                }
+                cursor += 1
+            }
+        }
+        return try decoder.finish(readBody: readBody, makeRequestID: makeRequestID)
     }
 
     /// Writes the whole response in one `FCGX_PutStr`.
@@ -69,20 +80,6 @@ public final class FastCGIResponder {
     /// Flushes and closes this request's connection (one connection per request).
     public func finish() {
         FCGX_Finish_r(request)
-    }
-
-    private func params() -> [(name: [UInt8], value: [UInt8])] {
-        var result: [(name: [UInt8], value: [UInt8])] = []
-        guard var cursor = request.pointee.envp else { return result }
-        while let entry = cursor.pointee {
-            let length = strlen(entry)
-            let bytes = UnsafeRawBufferPointer(start: entry, count: length)
-            if let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {
-                result.append((Array(bytes[..<equals]), Array(bytes[(equals + 1)...])))
-            }
-            cursor += 1
-        }
-        return result
     }
 
     private func readBody(_ count: Int) -> [UInt8] {

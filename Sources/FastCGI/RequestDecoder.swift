@@ -20,57 +20,86 @@ public struct RequestDecodingError: Error {
 }
 
 /// CGI params (+ body) → `Request`. Pure: the libfcgi part only supplies bytes, so this
-/// is tested without a socket.
-public enum RequestDecoder {
+/// is tested without a socket. Params are consumed one at a time straight from
+/// libfcgi's buffers; only the ones keygate reads are copied.
+public struct RequestDecoder {
+    private var method: String?
+    private var uri: [UInt8]?
+    private var documentURI: [UInt8]?
+    private var isHTTPS = false
+    private var remoteAddress = ""
+    private var requestID: String?
+    private var contentLength: [UInt8]?
+    private var headers = HTTPHeaders()
+    private var oversized: String?
+    private var methodMalformed = false
+    private let limits: RequestLimits
+
+    public init(limits: RequestLimits) {
+        self.limits = limits
+    }
+
+    /// Takes one `NAME=value` param.
+    public mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        if value.count > limits.maxParamBytes {
+            oversized = String(decoding: name, as: UTF8.self)
+        }
+        if name.starts(with: Self.httpPrefix) {
+            headers.add(Self.headerName(fromParam: name), String(decoding: value, as: UTF8.self))
+            return
+        }
+        switch name.count {
+        case 5 where name.elementsEqual(Self.https):
+            isHTTPS = value.count == 2 && value[0] | 0x20 == UInt8(ascii: "o") && value[1] | 0x20 == UInt8(ascii: "n")
+        case 10 where name.elementsEqual(Self.requestIDName):
+            requestID = Self.validRequestID(value)
+        case 11 where name.elementsEqual(Self.remoteAddr):
+            remoteAddress = String(decoding: value, as: UTF8.self)
+        case 11 where name.elementsEqual(Self.requestURI):
+            uri = Array(value)
+        case 12 where name.elementsEqual(Self.documentURIName):
+            documentURI = Array(value)
+        case 14 where name.elementsEqual(Self.requestMethod):
+            if !value.isEmpty, value.count <= 16, value.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) {
+                method = String(decoding: value, as: UTF8.self)
+            } else {
+                methodMalformed = true
+            }
+        case 14 where name.elementsEqual(Self.contentLengthName):
+            contentLength = Array(value)
+        default:
+            break
+        }
+    }
+
+    /// Validates what was collected and reads the body.
     /// - Parameters:
-    ///   - params: name/value byte pairs as the web server sent them.
     ///   - readBody: reads up to `n` bytes of stdin; returns fewer only at end of stream.
     ///   - makeRequestID: used when nginx sent no usable `REQUEST_ID`.
-    public static func decode(
-        params: [(name: [UInt8], value: [UInt8])],
-        limits: RequestLimits,
-        readBody: (Int) -> [UInt8],
-        makeRequestID: () -> String
-    ) throws(RequestDecodingError) -> Request {
-        var values: [String: [UInt8]] = [:]
-        var headers = HTTPHeaders()
-        var oversized: String?
-        for (nameBytes, value) in params {
-            guard let name = String(validating: nameBytes, as: UTF8.self) else { continue }
-            if value.count > limits.maxParamBytes { oversized = name }
-            if name.hasPrefix("HTTP_") {
-                headers.add(headerName(fromParam: name), String(decoding: value, as: UTF8.self))
-            } else {
-                values[name] = value
-            }
-        }
+    public func finish(readBody: (Int) -> [UInt8], makeRequestID: () -> String) throws(RequestDecodingError) -> Request {
         // Values below go into logs and responses: keep them short and printable.
-        let requestID = values["REQUEST_ID"].flatMap(validRequestID) ?? makeRequestID()
+        let requestID = self.requestID ?? makeRequestID()
         func fail(_ problem: Problem) -> RequestDecodingError {
             RequestDecodingError(problem: problem, requestID: requestID)
         }
         if let oversized {
             throw fail(Problem(.headerFieldsTooLarge, detail: "The \(oversized.hasPrefix("HTTP_") ? "header" : "parameter") '\(oversized)' is too large."))
         }
-        guard let methodBytes = values["REQUEST_METHOD"], let method = String(validating: methodBytes, as: UTF8.self),
-              !method.isEmpty, method.utf8.count <= 16, method.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) else {
+        guard let method, !methodMalformed else {
             throw fail(Problem(.badRequest, detail: "The request method is missing or malformed."))
         }
-        guard let uriBytes = values["REQUEST_URI"] ?? values["DOCUMENT_URI"], uriBytes.first == UInt8(ascii: "/") else {
+        guard let uriBytes = uri ?? documentURI, uriBytes.first == UInt8(ascii: "/") else {
             throw fail(Problem(.badRequest, detail: "The request URI is missing or malformed."))
         }
         guard let uri = String(validating: uriBytes, as: UTF8.self) else {
             throw fail(Problem(.badRequest, detail: "The request URI is not valid UTF-8."))
         }
-        let (path, query) = splitURI(uri)
-        guard QueryString.percentDecode(Substring(path)) != nil else {
+        let (path, query) = Self.splitURI(uri)
+        if path.utf8.contains(UInt8(ascii: "%")) && QueryString.percentDecode(Substring(path)) == nil {
             throw fail(Problem(.badRequest, detail: "The request path does not decode to valid UTF-8."))
         }
-        let isHTTPS = values["HTTPS"].map { String(decoding: $0, as: UTF8.self).lowercased() == "on" } ?? false
-        let remoteAddress = values["REMOTE_ADDR"].map { String(decoding: $0, as: UTF8.self) } ?? ""
-
         var body: [UInt8] = []
-        if let lengthBytes = values["CONTENT_LENGTH"], !lengthBytes.isEmpty {
+        if let lengthBytes = contentLength, !lengthBytes.isEmpty {
             guard lengthBytes.count <= 18, lengthBytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
                   let length = Int(String(decoding: lengthBytes, as: UTF8.self)) else {
                 throw fail(Problem(.badRequest, detail: "Content-Length is not a number."))
@@ -89,9 +118,43 @@ public enum RequestDecoder {
                        remoteAddress: remoteAddress, isHTTPS: isHTTPS, requestID: requestID, body: body)
     }
 
+    /// Convenience over `add` + `finish` for whole param lists (tests, tools).
+    public static func decode(
+        params: [(name: [UInt8], value: [UInt8])],
+        limits: RequestLimits,
+        readBody: (Int) -> [UInt8],
+        makeRequestID: () -> String
+    ) throws(RequestDecodingError) -> Request {
+        var decoder = RequestDecoder(limits: limits)
+        for (name, value) in params {
+            name.withUnsafeBytes { nameBytes in
+                value.withUnsafeBytes { valueBytes in decoder.add(name: nameBytes, value: valueBytes) }
+            }
+        }
+        return try decoder.finish(readBody: readBody, makeRequestID: makeRequestID)
+    }
+
+    private static let httpPrefix = Array("HTTP_".utf8)
+    private static let https = Array("HTTPS".utf8)
+    private static let requestIDName = Array("REQUEST_ID".utf8)
+    private static let remoteAddr = Array("REMOTE_ADDR".utf8)
+    private static let requestURI = Array("REQUEST_URI".utf8)
+    private static let documentURIName = Array("DOCUMENT_URI".utf8)
+    private static let requestMethod = Array("REQUEST_METHOD".utf8)
+    private static let contentLengthName = Array("CONTENT_LENGTH".utf8)
+
     /// `HTTP_X_API_KEY` → `x-api-key`.
-    static func headerName(fromParam name: String) -> String {
-        String(name.dropFirst(5).lowercased().map { $0 == "_" ? "-" : $0 })
+    static func headerName(fromParam name: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: name.count - 5) { buffer in
+            for (index, byte) in name.dropFirst(5).enumerated() {
+                switch byte {
+                case UInt8(ascii: "_"): buffer[index] = UInt8(ascii: "-")
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"): buffer[index] = byte | 0x20
+                default: buffer[index] = byte
+                }
+            }
+            return name.count - 5
+        }
     }
 
     static func splitURI(_ uri: String) -> (path: String, query: String) {
@@ -102,7 +165,7 @@ public enum RequestDecoder {
     }
 
     /// nginx's `$request_id` is 32 hex digits; accept short alphanumeric ids, refuse the rest.
-    static func validRequestID(_ bytes: [UInt8]) -> String? {
+    static func validRequestID(_ bytes: UnsafeRawBufferPointer) -> String? {
         guard !bytes.isEmpty, bytes.count <= 64,
               bytes.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7a) || $0 == UInt8(ascii: "-") }) else {
             return nil

@@ -64,8 +64,9 @@ public struct Router<Context>: Sendable {
     static func bind(_ segments: [Segment], to parts: [Substring]) -> [String: String]? {
         guard segments.count == parts.count else { return nil }
         var parameters: [String: String] = [:]
-        for (segment, part) in zip(segments, parts) {
-            switch segment {
+        for index in segments.indices {
+            let part = parts[index]
+            switch segments[index] {
             case .literal(let literal):
                 guard part == literal else { return nil }
             case .parameter(let name):

@@ -60,6 +60,7 @@ let package = Package(
 
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "Posix"]),
-        .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP"]),
+        .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP", "SharedMemory"]),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "HTTP"]),
     ]
 )

@@ -35,7 +35,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 
 extension String {
     /// ASCII case-insensitive equality (header names are ASCII).
-    func caseInsensitiveEquals(_ other: String) -> Bool {
+    public func caseInsensitiveEquals(_ other: String) -> Bool {
         let a = utf8, b = other.utf8
         guard a.count == b.count else { return false }
         return zip(a, b).allSatisfy { x, y in

@@ -3,10 +3,11 @@ public enum QueryString {
     /// `a=1&b=x%20y` → ["a": "1", "b": "x y"]; pairs that do not decode are dropped.
     public static func parse(_ query: String) -> [String: String] {
         var items: [String: String] = [:]
-        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        // Bytes, not Characters: a combining mark after "&" or "=" must not hide the separator.
+        for pair in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = percentDecode(Substring(parts[0]), plusAsSpace: true) else { continue }
-            let value = parts.count > 1 ? percentDecode(parts[1], plusAsSpace: true) : ""
+            let value = parts.count > 1 ? percentDecode(Substring(parts[1]), plusAsSpace: true) : ""
             if let value, items[name] == nil { items[name] = value }
         }
         return items

@@ -46,7 +46,8 @@ public struct Router<Context>: Sendable {
 
     /// Finds the route for `method` and the percent-encoded `path`. HEAD matches GET.
     public func match(method: String, path: String) -> Match {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        // Split on the byte "/", not on Characters (a combining mark would glue to a "/").
+        let parts = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map { Substring($0) }
         var allowed: [String] = []
         for route in routes {
             guard let parameters = Self.bind(route.segments, to: parts) else { continue }

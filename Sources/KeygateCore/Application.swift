@@ -16,7 +16,7 @@ public final class AppContext: @unchecked Sendable {
 }
 
 /// The HTTP application: HTTPS check, routing, error rendering. Shared by the worker
-/// loop and the tests.
+/// loop and the tests. (`Cache-Control: no-store` is added by the response encoder.)
 public struct Application: Sendable {
     public let router: Router<AppContext>
     public let context: AppContext
@@ -56,7 +56,6 @@ public struct Application: Sendable {
             }
             response = ProblemRenderer.response(for: error, requestID: request.requestID)
         }
-        response.headers.set("Cache-Control", "no-store")
         return (response, routeIndex)
     }
 }

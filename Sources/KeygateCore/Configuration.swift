@@ -91,8 +91,10 @@ extension Configuration {
     }
 
     mutating func apply(fileText: String, source: String) throws(ConfigurationError) {
-        for (number, rawLine) in fileText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        // Split on bytes, not Characters: "\r\n" is one Character and would hide line breaks.
+        for (number, rawLine) in fileText.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: UInt8(ascii: "#"), maxSplits: 1, omittingEmptySubsequences: false).first
+                .map { String(decoding: $0, as: UTF8.self) } ?? ""
             let trimmed = line.trimmingSpaces
             if trimmed.isEmpty { continue }
             guard let equals = trimmed.firstIndex(of: "=") else {

@@ -8,10 +8,11 @@ public struct Router<Context>: Sendable {
         public let method: String
         public let pattern: String
         public let index: Int
-        let segments: [Segment]
+        @usableFromInline let segments: [Segment]
         public let handler: Handler
     }
 
+    @usableFromInline
     enum Segment: Sendable, Equatable {
         case literal(String)
         case parameter(String)
@@ -45,6 +46,9 @@ public struct Router<Context>: Sendable {
     public mutating func delete(_ pattern: String, _ handler: @escaping Handler) { add("DELETE", pattern, handler) }
 
     /// Finds the route for `method` and the percent-encoded `path`. HEAD matches GET.
+    /// Inlinable so callers get it specialised for their context type (no generic
+    /// metadata lookups on the request path).
+    @inlinable
     public func match(method: String, path: String) -> Match {
         // Split on the byte "/", not on Characters (a combining mark would glue to a "/").
         let parts = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map { Substring($0) }
@@ -62,6 +66,7 @@ public struct Router<Context>: Sendable {
     }
 
     /// Binds path parts to a pattern; nil if they do not fit or a parameter does not decode.
+    @usableFromInline
     static func bind(_ segments: [Segment], to parts: [Substring]) -> [String: String]? {
         guard segments.count == parts.count else { return nil }
         var parameters: [String: String] = [:]

@@ -62,5 +62,6 @@ let package = Package(
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "Posix"]),
         .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP", "SharedMemory"]),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "HTTP"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
     ]
 )

@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CPostgreSQL
+
+/// One libpq connection, owned by one process (never opened in the pool's master before
+/// fork). It connects lazily, reconnects after the server or pooler went away, and runs
+/// parameterized statements only. Nothing here relies on session state, so it works
+/// through PgBouncer in transaction-pooling mode.
+public final class PostgresConnection {
+    public let connectionString: String
+    /// Applied with `SET LOCAL` in every transaction this connection opens; 0 = none.
+    public let statementTimeoutMilliseconds: Int
+    private var handle: OpaquePointer?
+    private var inTransaction = false
+
+    public init(connectionString: String, statementTimeoutMilliseconds: Int = 5_000) {
+        self.connectionString = connectionString
+        self.statementTimeoutMilliseconds = statementTimeoutMilliseconds
+    }
+
+    deinit {
+        if let handle { PQfinish(handle) }
+    }
+
+    /// Whether a connection is currently open and healthy (no I/O).
+    public var isConnected: Bool {
+        guard let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// Drops the connection; the next statement reconnects.
+    public func disconnect() {
+        if let handle { PQfinish(handle) }
+        handle = nil
+        inTransaction = false
+    }
+
+    private func connected() throws(PostgresError) -> OpaquePointer {
+        if let handle {
+            if PQstatus(handle) == CONNECTION_OK { return handle }
+            disconnect()
+        }
+        guard let fresh = PQconnectdb(connectionString) else {
+            throw PostgresError(kind: .unavailable, sqlState: nil, message: "out of memory allocating a connection")
+        }
+        guard PQstatus(fresh) == CONNECTION_OK else {
+            let message = Self.text(PQerrorMessage(fresh))
+            PQfinish(fresh)
+            throw PostgresError(kind: .unavailable, sqlState: nil, message: message)
+        }
+        handle = fresh
+        return fresh
+    }
+
+    /// Runs one statement. Outside a transaction, a statement that failed only because a
+    /// stale connection broke is retried once on a fresh one (the server never saw it).
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        do {
+            return try execute(query)
+        } catch let error where error.kind == .unavailable && !inTransaction && error.sqlState == nil {
+            disconnect()
+            return try execute(query)
+        }
+    }
+
+    private func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        for (index, parameter) in query.parameters.enumerated() where parameter?.contains(0) == true {
+            // Text parameters are C strings: a NUL would silently truncate the value.
+            throw PostgresError(kind: .invalidInput, sqlState: "22021", message: "parameter $\(index + 1) contains a NUL byte")
+        }
+        let connection = try connected()
+        let cStrings: [UnsafeMutablePointer<CChar>?] = query.parameters.map { parameter in
+            parameter.map { bytes in
+                let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+                bytes.withUnsafeBufferPointer { source in
+                    source.withMemoryRebound(to: CChar.self) { chars in
+                        if let base = chars.baseAddress { buffer.initialize(from: base, count: bytes.count) }
+                    }
+                }
+                buffer[bytes.count] = 0
+                return buffer
+            }
+        }
+        defer { for pointer in cStrings { pointer?.deallocate() } }
+        let result: OpaquePointer? = cStrings.withUnsafeBufferPointer { values in
+            values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constValues in
+                PQexecParams(connection, query.sql, Int32(values.count), nil, constValues.baseAddress, nil, nil, 0)
+            }
+        }
+        return try consume(result, connection: connection)
+    }
+
+    private func consume(_ result: OpaquePointer?, connection: OpaquePointer) throws(PostgresError) -> PostgresRows {
+        guard let result else {
+            let message = Self.text(PQerrorMessage(connection))
+            if PQstatus(connection) != CONNECTION_OK { disconnect() }
+            throw PostgresError(kind: .unavailable, sqlState: nil, message: message)
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
+            return Self.rows(of: result)
+        default:
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let message = Self.text(PQresultErrorMessage(result))
+            if PQstatus(connection) != CONNECTION_OK {
+                disconnect()
+                throw PostgresError(kind: .unavailable, sqlState: state, message: message)
+            }
+            throw PostgresError(sqlState: state, message: message)
+        }
+    }
+
+    private static func rows(of result: OpaquePointer) -> PostgresRows {
+        let columnCount = Int(PQnfields(result))
+        let rowCount = Int(PQntuples(result))
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        var values: [[[UInt8]?]] = []
+        values.reserveCapacity(rowCount)
+        for row in 0..<rowCount {
+            var cells: [[UInt8]?] = []
+            cells.reserveCapacity(columnCount)
+            for column in 0..<columnCount {
+                if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
+                    cells.append(nil)
+                } else {
+                    let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+                    let pointer = PQgetvalue(result, Int32(row), Int32(column))
+                    cells.append(pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: length)) } ?? [])
+                }
+            }
+            values.append(cells)
+        }
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+        return PostgresRows(columns: columns, values: values, affectedRows: affected)
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in a transaction (with the statement timeout); commits if it returns,
+    /// rolls back if it throws.
+    @discardableResult
+    public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        try query("BEGIN")
+        inTransaction = true
+        defer { inTransaction = false }
+        do {
+            if statementTimeoutMilliseconds > 0 {
+                try query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)"))
+            }
+            let value = try body(self)
+            try query("COMMIT")
+            return value
+        } catch {
+            if isConnected { _ = try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    // MARK: LISTEN / NOTIFY
+
+    /// Subscribes this (direct, session-holding) connection to `channel`.
+    public func listen(_ channel: String) throws(PostgresError) {
+        guard Self.isIdentifier(channel) else {
+            throw PostgresError(kind: .invalidInput, sqlState: nil, message: "invalid channel name")
+        }
+        try query(PostgresQuery(unsafeSQL: "LISTEN \(channel)"))
+    }
+
+    /// Waits up to `timeoutMilliseconds` for notifications; returns those that arrived.
+    public func notifications(timeoutMilliseconds: Int32) throws(PostgresError) -> [(channel: String, payload: String)] {
+        let connection = try connected()
+        var received = drainNotifications(connection)
+        if !received.isEmpty { return received }
+        var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, timeoutMilliseconds)
+        guard ready > 0 else { return [] }
+        guard PQconsumeInput(connection) == 1 else {
+            let message = Self.text(PQerrorMessage(connection))
+            disconnect()
+            throw PostgresError(kind: .unavailable, sqlState: nil, message: message)
+        }
+        received = drainNotifications(connection)
+        return received
+    }
+
+    private func drainNotifications(_ connection: OpaquePointer) -> [(channel: String, payload: String)] {
+        var out: [(channel: String, payload: String)] = []
+        while let notice = PQnotifies(connection) {
+            out.append((String(cString: notice.pointee.relname), String(cString: notice.pointee.extra)))
+            PQfreemem(notice)
+        }
+        return out
+    }
+
+    // MARK: Bulk insert
+
+    /// `COPY table (columns) FROM STDIN` in text format: one round trip for many rows.
+    public func copy(into table: String, columns: [String], rows: [[PostgresBindable?]]) throws(PostgresError) {
+        guard Self.isIdentifier(table), columns.allSatisfy(Self.isIdentifier) else {
+            throw PostgresError(kind: .invalidInput, sqlState: nil, message: "invalid table or column name")
+        }
+        let connection = try connected()
+        guard let start = PQexec(connection, "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN") else {
+            throw PostgresError(kind: .unavailable, sqlState: nil, message: Self.text(PQerrorMessage(connection)))
+        }
+        guard PQresultStatus(start) == PGRES_COPY_IN else {
+            _ = try consume(start, connection: connection)
+            return
+        }
+        PQclear(start)
+        var data: [UInt8] = []
+        for row in rows {
+            for (index, value) in row.enumerated() {
+                if index > 0 { data.append(0x09) }
+                guard let text = value?.postgresText else {
+                    data.append(contentsOf: Array("\\N".utf8))
+                    continue
+                }
+                for byte in text {
+                    switch byte {
+                    case 0x5c: data.append(contentsOf: [0x5c, 0x5c])
+                    case 0x09: data.append(contentsOf: [0x5c, UInt8(ascii: "t")])
+                    case 0x0a: data.append(contentsOf: [0x5c, UInt8(ascii: "n")])
+                    case 0x0d: data.append(contentsOf: [0x5c, UInt8(ascii: "r")])
+                    default: data.append(byte)
+                    }
+                }
+            }
+            data.append(0x0a)
+        }
+        let sent = data.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { PQputCopyData(connection, $0.baseAddress, Int32($0.count)) }
+        }
+        guard sent == 1, PQputCopyEnd(connection, nil) == 1 else {
+            let message = Self.text(PQerrorMessage(connection))
+            disconnect()
+            throw PostgresError(kind: .unavailable, sqlState: nil, message: message)
+        }
+        while let result = PQgetResult(connection) {
+            _ = try consume(result, connection: connection)
+        }
+    }
+
+    // MARK: Helpers
+
+    static func isIdentifier(_ name: String) -> Bool {
+        guard let first = name.utf8.first, first == UInt8(ascii: "_") || (first | 0x20 >= 0x61 && first | 0x20 <= 0x7a) else { return false }
+        return name.utf8.count <= 63 && name.utf8.allSatisfy { $0 == UInt8(ascii: "_") || ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7a) }
+    }
+
+    static func text(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
+        guard let pointer else { return "" }
+        var message = String(cString: pointer)
+        while message.last == "\n" { message.removeLast() }
+        return message
+    }
+
+    /// The libpq client library version, e.g. 150020 for 15.20.
+    public static var libraryVersion: Int { Int(PQlibVersion()) }
+}

@@ -1,0 +1,247 @@
+/// A query result, fully read: column names and text-format values.
+public struct PostgresRows: Sendable, Sequence {
+    public let columns: [String]
+    /// Values by row then column; nil is SQL NULL.
+    public let values: [[[UInt8]?]]
+    /// Rows the command touched (INSERT/UPDATE/DELETE), from PQcmdTuples.
+    public let affectedRows: Int
+
+    public var count: Int { values.count }
+    public var first: PostgresRow? { values.isEmpty ? nil : PostgresRow(columns: columns, values: values[0]) }
+
+    public func makeIterator() -> AnyIterator<PostgresRow> {
+        var index = 0
+        return AnyIterator {
+            guard index < values.count else { return nil }
+            defer { index += 1 }
+            return PostgresRow(columns: columns, values: values[index])
+        }
+    }
+}
+
+/// One row; values decode on access and say which column was wrong.
+public struct PostgresRow: Sendable {
+    let columns: [String]
+    let values: [[UInt8]?]
+
+    func raw(_ column: String) throws(PostgresDecodingError) -> [UInt8]? {
+        guard let index = columns.firstIndex(of: column) else { throw .missingColumn(column) }
+        return values[index]
+    }
+
+    public func isNull(_ column: String) throws(PostgresDecodingError) -> Bool {
+        try raw(column) == nil
+    }
+
+    public func decode<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws(PostgresDecodingError) -> T {
+        guard let bytes = try raw(column) else { throw .unexpectedNull(column) }
+        guard let value = T(postgresText: bytes) else { throw .invalidValue(column: column, type: "\(T.self)") }
+        return value
+    }
+
+    public func decode<T: PostgresDecodable>(_ column: String, as type: T?.Type = T?.self) throws(PostgresDecodingError) -> T? {
+        guard let bytes = try raw(column) else { return nil }
+        guard let value = T(postgresText: bytes) else { throw .invalidValue(column: column, type: "\(T.self)") }
+        return value
+    }
+}
+
+public enum PostgresDecodingError: Error, CustomStringConvertible, Equatable {
+    case missingColumn(String)
+    case unexpectedNull(String)
+    case invalidValue(column: String, type: String)
+
+    public var description: String {
+        switch self {
+        case .missingColumn(let column): return "no column \(column) in the result"
+        case .unexpectedNull(let column): return "column \(column) is NULL"
+        case .invalidValue(let column, let type): return "column \(column) does not decode as \(type)"
+        }
+    }
+}
+
+/// A type readable from PostgreSQL's text output format.
+public protocol PostgresDecodable {
+    init?(postgresText: [UInt8])
+}
+
+extension String: PostgresDecodable {
+    public init?(postgresText: [UInt8]) {
+        guard let text = String(validating: postgresText, as: UTF8.self) else { return nil }
+        self = text
+    }
+}
+
+extension Int: PostgresDecodable {
+    public init?(postgresText: [UInt8]) {
+        guard let value = Int(String(decoding: postgresText, as: UTF8.self)) else { return nil }
+        self = value
+    }
+}
+
+extension Int64: PostgresDecodable {
+    public init?(postgresText: [UInt8]) {
+        guard let value = Int64(String(decoding: postgresText, as: UTF8.self)) else { return nil }
+        self = value
+    }
+}
+
+extension Double: PostgresDecodable {
+    public init?(postgresText: [UInt8]) {
+        guard let value = Double(String(decoding: postgresText, as: UTF8.self)) else { return nil }
+        self = value
+    }
+}
+
+extension Bool: PostgresDecodable {
+    public init?(postgresText: [UInt8]) {
+        switch postgresText {
+        case [UInt8(ascii: "t")]: self = true
+        case [UInt8(ascii: "f")]: self = false
+        default: return nil
+        }
+    }
+}
+
+extension PostgresBytes: PostgresDecodable {
+    /// bytea in hex output format: `\x0a1b…`.
+    public init?(postgresText: [UInt8]) {
+        guard postgresText.count >= 2, postgresText[0] == UInt8(ascii: "\\"), postgresText[1] == UInt8(ascii: "x"),
+              postgresText.count % 2 == 0 else { return nil }
+        func nibble(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+        }
+        var bytes: [UInt8] = []
+        var index = 2
+        while index < postgresText.count {
+            guard let high = nibble(postgresText[index]), let low = nibble(postgresText[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        self.init(bytes)
+    }
+}
+
+extension Array: PostgresDecodable where Element == String {
+    /// A one-dimensional text[] in output format: `{a,"b c",NULL}` (NULL elements are refused).
+    public init?(postgresText: [UInt8]) {
+        guard postgresText.first == UInt8(ascii: "{"), postgresText.last == UInt8(ascii: "}") else { return nil }
+        var elements: [String] = []
+        var index = 1
+        let end = postgresText.count - 1
+        if index == end { self = []; return }
+        while index < end {
+            var current: [UInt8] = []
+            if postgresText[index] == UInt8(ascii: "\"") {
+                index += 1
+                while index < end && postgresText[index] != UInt8(ascii: "\"") {
+                    if postgresText[index] == UInt8(ascii: "\\") { index += 1 }
+                    guard index < end else { return nil }
+                    current.append(postgresText[index])
+                    index += 1
+                }
+                index += 1 // closing quote
+            } else {
+                while index < end && postgresText[index] != UInt8(ascii: ",") {
+                    current.append(postgresText[index])
+                    index += 1
+                }
+                if current == [78, 85, 76, 76] { return nil } // unquoted NULL
+            }
+            guard let text = String(validating: current, as: UTF8.self) else { return nil }
+            elements.append(text)
+            if index < end {
+                guard postgresText[index] == UInt8(ascii: ",") else { return nil }
+                index += 1
+            }
+        }
+        self = elements
+    }
+}
+
+/// `timestamptz` as microseconds since the Unix epoch, parsed from the text output
+/// (`2026-11-21 05:12:19.123456+00`, any offset, with or without fraction).
+public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, Equatable, Comparable {
+    public let microseconds: Int64
+
+    public init(microseconds: Int64) { self.microseconds = microseconds }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.microseconds < rhs.microseconds }
+
+    public init?(postgresText: [UInt8]) {
+        let text = Array(postgresText)
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= text.count else { return nil }
+            var value = 0
+            for byte in text[range] {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value * 10 + Int(byte - 0x30)
+            }
+            return value
+        }
+        guard text.count >= 22, let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19) else { return nil }
+        var index = 19
+        var fraction = 0
+        if index < text.count && text[index] == UInt8(ascii: ".") {
+            index += 1
+            var digits = 0
+            while index < text.count, text[index] >= 0x30, text[index] <= 0x39 {
+                if digits < 6 { fraction = fraction * 10 + Int(text[index] - 0x30); digits += 1 }
+                index += 1
+            }
+            while digits < 6 { fraction *= 10; digits += 1 }
+        }
+        guard index < text.count, text[index] == UInt8(ascii: "+") || text[index] == UInt8(ascii: "-") else { return nil }
+        let sign = text[index] == UInt8(ascii: "-") ? -1 : 1
+        guard let offsetHours = number(index + 1..<index + 3) else { return nil }
+        var offsetMinutes = 0
+        if index + 3 < text.count, text[index + 3] == UInt8(ascii: ":"), let minutes = number(index + 4..<index + 6) {
+            offsetMinutes = minutes
+        }
+        let days = Self.daysFromCivil(year: year, month: month, day: day)
+        let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second - sign * (offsetHours * 3600 + offsetMinutes * 60)
+        microseconds = Int64(seconds) * 1_000_000 + Int64(fraction)
+    }
+
+    /// Sent as epoch seconds through `to_timestamp`-free text: `1970-01-01 00:00:00+00` form.
+    public var postgresText: [UInt8]? {
+        let seconds = microseconds >= 0 ? microseconds / 1_000_000 : (microseconds - 999_999) / 1_000_000
+        let fraction = microseconds - seconds * 1_000_000
+        let (year, month, day) = Self.civil(fromDays: Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400))
+        let secondOfDay = Int(seconds - Int64(Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)) * 86_400)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        let text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(Int(fraction), 6))+00"
+        return Array(text.utf8)
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
+    static func civil(fromDays days: Int) -> (year: Int, month: Int, day: Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}

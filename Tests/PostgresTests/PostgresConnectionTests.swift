@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import Postgres
+
+/// The database scripts/test prepares; without it these tests skip, except under CI=true.
+private func databaseURL() throws -> String {
+    if let url = getenv("KG_TEST_DATABASE_URL").map({ String(cString: $0) }), !url.isEmpty { return url }
+    if let ci = getenv("CI").map({ String(cString: $0) }), ci == "true" {
+        Issue.record("KG_TEST_DATABASE_URL is not set under CI: PostgreSQL is required")
+    }
+    throw SkipNoDatabase()
+}
+
+private struct SkipNoDatabase: Error {}
+
+private func withConnection(_ body: (PostgresConnection) throws -> Void) throws {
+    let url: String
+    do { url = try databaseURL() } catch { return }
+    let connection = PostgresConnection(connectionString: url)
+    try body(connection)
+}
+
+@Suite("PostgresConnection against a real server", .serialized)
+struct PostgresConnectionTests {
+    @Test("hostile strings are bound as values, never executed")
+    func hostileStrings() throws {
+        try withConnection { db in
+            try db.query("CREATE TEMP TABLE hostile (value text)")
+            let inputs = ["'; DROP TABLE hostile; --", "\" OR 1=1 --", "a;b", "$1", "\\x00", "Robert'); DROP TABLE students;--", "żółw 🐢"]
+            for input in inputs {
+                try db.query("INSERT INTO hostile (value) VALUES (\(input))")
+            }
+            let rows = try db.query("SELECT value FROM hostile ORDER BY value")
+            #expect(Set(try rows.map { try $0.decode("value", as: String.self) }) == Set(inputs))
+            let match = try db.query("SELECT count(*) AS n FROM hostile WHERE value = \("' OR '1'='1")")
+            #expect(try match.first?.decode("n", as: Int.self) == 0)
+        }
+    }
+
+    @Test("a NUL byte is a clear invalid-input error, never a truncated value")
+    func nulByte() throws {
+        try withConnection { db in
+            #expect(throws: PostgresError.self) { try db.query("SELECT \("abc\u{0}def")::text AS v") }
+            do {
+                try db.query("SELECT \("abc\u{0}def")::text AS v")
+            } catch let error as PostgresError {
+                #expect(error.kind == .invalidInput)
+            }
+        }
+    }
+
+    @Test("invalid UTF-8 sent as text is refused by the server as invalid input")
+    func invalidUTF8() throws {
+        try withConnection { db in
+            do {
+                try db.query("SELECT \(PostgresRawText([0x61, 0xff, 0xfe]))::text AS v")
+                Issue.record("invalid UTF-8 was accepted")
+            } catch let error as PostgresError {
+                #expect(error.kind == .invalidInput)
+                #expect(error.sqlState == "22021")
+            }
+            #expect(db.isConnected) // the connection survives a refused statement
+            #expect(try db.query("SELECT 1 AS one").first?.decode("one", as: Int.self) == 1)
+        }
+    }
+
+    @Test("every supported type and NULL decode")
+    func decoding() throws {
+        try withConnection { db in
+            let row = try #require(try db.query("""
+                SELECT 'txt'::text AS t, 42::int4 AS i4, 9007199254740993::int8 AS i8, true AS b, false AS f,
+                       1.5::float8 AS d, '\\x00ff10'::bytea AS raw, ARRAY['a','b c','d"e','']::text[] AS arr,
+                       '{}'::text[] AS empty, '{"k": [1, 2]}'::jsonb AS j, '10.1.2.3/32'::inet AS ip,
+                       '10.0.0.0/8'::cidr AS net, '2f1c9a7e-0000-4000-8000-000000000001'::uuid AS id,
+                       '2026-11-21 05:12:19.123456+00'::timestamptz AS ts, '2026-11-21 07:12:19+02:00'::timestamptz AS ts2,
+                       NULL::text AS nothing
+                """).first)
+            #expect(try row.decode("t", as: String.self) == "txt")
+            #expect(try row.decode("i4", as: Int.self) == 42)
+            #expect(try row.decode("i8", as: Int64.self) == 9_007_199_254_740_993)
+            #expect(try row.decode("b", as: Bool.self) == true)
+            #expect(try row.decode("f", as: Bool.self) == false)
+            #expect(try row.decode("d", as: Double.self) == 1.5)
+            #expect(try row.decode("raw", as: PostgresBytes.self) == PostgresBytes([0x00, 0xff, 0x10]))
+            #expect(try row.decode("arr", as: [String].self) == ["a", "b c", "d\"e", ""])
+            #expect(try row.decode("empty", as: [String].self) == [])
+            #expect(try row.decode("j", as: String.self) == #"{"k": [1, 2]}"#)
+            #expect(try row.decode("ip", as: String.self) == "10.1.2.3")
+            #expect(try row.decode("net", as: String.self) == "10.0.0.0/8")
+            #expect(try row.decode("id", as: String.self) == "2f1c9a7e-0000-4000-8000-000000000001")
+            let ts = try row.decode("ts", as: PostgresTimestamp.self)
+            #expect(ts.microseconds == 1_795_237_939_123_456)
+            #expect(try row.decode("ts2", as: PostgresTimestamp.self).microseconds == 1_795_237_939_000_000)
+            #expect(try row.decode("nothing", as: String?.self) == nil)
+            #expect(throws: PostgresDecodingError.unexpectedNull("nothing")) { try row.decode("nothing", as: String.self) }
+            #expect(throws: PostgresDecodingError.missingColumn("nope")) { try row.decode("nope", as: String.self) }
+            #expect(throws: PostgresDecodingError.invalidValue(column: "t", type: "Int")) { try row.decode("t", as: Int.self) }
+        }
+    }
+
+    @Test("bound values round-trip: arrays, bytea, timestamps, NULL")
+    func binding() throws {
+        try withConnection { db in
+            let scopes = ["keys:read", "quote\"d", "back\\slash", "comma,here"]
+            let when = PostgresTimestamp(microseconds: 1_795_237_939_123_456)
+            let nothing: String? = nil
+            let row = try #require(try db.query("""
+                SELECT \(scopes)::text[] AS arr, \(PostgresBytes([1, 2, 255]))::bytea AS raw,
+                       \(when)::timestamptz AS ts, \(nothing)::text AS n, \(7)::int + 1 AS eight
+                """).first)
+            #expect(try row.decode("arr", as: [String].self) == scopes)
+            #expect(try row.decode("raw", as: PostgresBytes.self) == PostgresBytes([1, 2, 255]))
+            #expect(try row.decode("ts", as: PostgresTimestamp.self) == when)
+            #expect(try row.isNull("n"))
+            #expect(try row.decode("eight", as: Int.self) == 8)
+        }
+    }
+
+    @Test("SQLSTATEs map to meanings")
+    func sqlStates() throws {
+        try withConnection { db in
+            try db.query("CREATE TEMP TABLE uniq (id int PRIMARY KEY, n int CHECK (n > 0))")
+            try db.query("INSERT INTO uniq VALUES (1, 1)")
+            func kind(_ query: PostgresQuery) -> PostgresError.Kind? {
+                do { try db.query(query); return nil } catch { return error.kind }
+            }
+            #expect(kind("INSERT INTO uniq VALUES (1, 1)") == .uniqueViolation)
+            #expect(kind("INSERT INTO uniq VALUES (2, -1)") == .constraintViolation)
+            #expect(kind("INSERT INTO uniq VALUES (NULL, 1)") == .constraintViolation)
+            #expect(kind("SELECT 1/0") == .invalidInput)
+            #expect(kind("SELECT \("not a number")::int") == .invalidInput)
+            #expect(kind("SELECT * FROM no_such_table") == .other)
+            #expect(kind("SET LOCAL statement_timeout = 1; SELECT pg_sleep(1)") != nil)
+        }
+        #expect(PostgresError.kind(for: "40001") == .retryable)
+        #expect(PostgresError.kind(for: "40P01") == .retryable)
+        #expect(PostgresError.kind(for: "57014") == .timeout)
+        #expect(PostgresError.kind(for: "08006") == .unavailable)
+        #expect(PostgresError.kind(for: "23503") == .foreignKeyViolation)
+        #expect(PostgresError.kind(for: nil) == .unavailable)
+    }
+
+    @Test("a statement past the transaction's statement timeout is a timeout")
+    func statementTimeout() throws {
+        let url: String
+        do { url = try databaseURL() } catch { return }
+        let db = PostgresConnection(connectionString: url, statementTimeoutMilliseconds: 100)
+        do {
+            try db.transaction { db in try db.query("SELECT pg_sleep(2)") }
+            Issue.record("pg_sleep(2) outlived a 100 ms statement timeout")
+        } catch let error as PostgresError {
+            #expect(error.kind == .timeout)
+        }
+        #expect(try db.query("SELECT 1 AS one").first?.decode("one", as: Int.self) == 1)
+    }
+
+    @Test("transactions commit on return and roll back on throw")
+    func transactions() throws {
+        try withConnection { db in
+            try db.query("CREATE TEMP TABLE tx (n int)")
+            struct Abort: Error {}
+            _ = try? db.transaction { db in
+                try db.query("INSERT INTO tx VALUES (1)")
+                throw Abort()
+            }
+            try db.transaction { db in try db.query("INSERT INTO tx VALUES (2)") }
+            let values = try db.query("SELECT n FROM tx").map { try $0.decode("n", as: Int.self) }
+            #expect(values == [2])
+        }
+    }
+
+    @Test("COPY inserts many rows in one round trip, escaping tabs, newlines, backslashes and NULL")
+    func copy() throws {
+        try withConnection { db in
+            try db.query("CREATE TEMP TABLE bulk (id int, note text)")
+            let rows: [[PostgresBindable?]] = (1...500).map { [$0, $0 % 7 == 0 ? nil : "row\t\($0)\nline\\end"] }
+            try db.copy(into: "bulk", columns: ["id", "note"], rows: rows)
+            let summary = try #require(try db.query("SELECT count(*) AS n, count(note) AS notes, max(note) AS sample FROM bulk WHERE id = 1 OR true").first)
+            #expect(try summary.decode("n", as: Int.self) == 500)
+            #expect(try summary.decode("notes", as: Int.self) == 500 - 500 / 7)
+            let one = try #require(try db.query("SELECT note FROM bulk WHERE id = 1").first)
+            #expect(try one.decode("note", as: String.self) == "row\t1\nline\\end")
+        }
+    }
+
+    @Test("LISTEN receives a NOTIFY sent by another connection")
+    func listenNotify() throws {
+        let url: String
+        do { url = try databaseURL() } catch { return }
+        let listener = PostgresConnection(connectionString: url)
+        let sender = PostgresConnection(connectionString: url)
+        try listener.listen("keygate_test")
+        try sender.query("SELECT pg_notify('keygate_test', \("key-123"))")
+        var received: [(channel: String, payload: String)] = []
+        for _ in 0..<20 where received.isEmpty {
+            received = try listener.notifications(timeoutMilliseconds: 100)
+        }
+        #expect(received.map(\.channel) == ["keygate_test"])
+        #expect(received.map(\.payload) == ["key-123"])
+    }
+
+    @Test("an unreachable server is 'unavailable', and the next call reconnects")
+    func unreachable() throws {
+        let db = PostgresConnection(connectionString: "host=127.0.0.1 port=1 dbname=x connect_timeout=1")
+        do {
+            try db.query("SELECT 1")
+            Issue.record("connected to port 1")
+        } catch {
+            #expect(error.kind == .unavailable)
+        }
+        #expect(!db.isConnected)
+    }
+}

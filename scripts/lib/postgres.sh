@@ -1,0 +1,61 @@
+# PostgreSQL 15 and PgBouncer in a run directory, as an unprivileged system user
+# (postgres refuses to run as root). Sourced after stack.sh.
+# shellcheck shell=bash
+
+KG_PG_USER=${KG_PG_USER:-keygate-pg}
+
+kg_pg_user() {
+  if [[ $(id -u) -ne 0 ]]; then id -un; return; fi
+  id "$KG_PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$KG_PG_USER"
+  echo "$KG_PG_USER"
+}
+
+kg_as_pg() { # command…
+  local user
+  user=$(kg_pg_user)
+  if [[ $(id -u) -eq 0 ]]; then runuser -u "$user" -- "$@"; else "$@"; fi
+}
+
+# kg_start_postgres RUN_DIR PORT: cluster in RUN_DIR/pg, unix socket in RUN_DIR/pg-socket.
+# Local connections (unix socket, 127.0.0.1) use trust: this cluster is for dev and tests only.
+kg_start_postgres() {
+  local run=$1 port=$2 user
+  user=$(kg_pg_user)
+  mkdir -p "$run/pg-socket"
+  chown "$user" "$run/pg-socket"
+  if [[ ! -s $run/pg/PG_VERSION ]]; then
+    mkdir -p "$run/pg"
+    chown "$user" "$run/pg"
+    chmod 700 "$run/pg"
+    kg_as_pg initdb -D "$run/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null || kg_die "initdb failed"
+  fi
+  if ! kg_as_pg pg_ctl -D "$run/pg" status >/dev/null 2>&1; then
+    kg_as_pg pg_ctl -D "$run/pg" -l "$run/pg/server.log" -w -t 30 \
+      -o "-p $port -k $run/pg-socket -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null \
+      || { tail -20 "$run/pg/server.log" >&2; kg_die "PostgreSQL did not start"; }
+  fi
+}
+
+kg_stop_postgres() {
+  local run=$1
+  [[ -s $run/pg/postmaster.pid ]] || return 0
+  kg_as_pg pg_ctl -D "$run/pg" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+# kg_psql RUN_DIR PORT DB SQL…
+kg_psql() {
+  local run=$1 port=$2 db=$3
+  shift 3
+  psql -X -q -v ON_ERROR_STOP=1 -h "$run/pg-socket" -p "$port" -U postgres -d "$db" "$@"
+}
+
+# kg_create_database RUN_DIR PORT NAME: role NAME (login) owning database NAME; idempotent.
+kg_create_database() {
+  local run=$1 port=$2 name=$3
+  kg_psql "$run" "$port" postgres -tc "SELECT 1 FROM pg_roles WHERE rolname = '$name'" | grep -q 1 \
+    || kg_psql "$run" "$port" postgres -c "CREATE ROLE \"$name\" LOGIN"
+  kg_psql "$run" "$port" postgres -tc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 \
+    || kg_psql "$run" "$port" postgres -c "CREATE DATABASE \"$name\" OWNER \"$name\""
+  # Session defaults hold through a transaction-pooling PgBouncer (they are the role's).
+  kg_psql "$run" "$port" postgres -c "ALTER ROLE \"$name\" SET statement_timeout = '5s'" -c "ALTER ROLE \"$name\" SET timezone = 'UTC'"
+}

@@ -48,7 +48,7 @@ kg_ensure_traversable() {
   local dir
   dir=$(cd "$1" && pwd)
   while [[ $dir != / ]]; do
-    if [[ $(stat -c %A "$dir") != *x ]]; then
+    if [[ $(stat -c %A "$dir") != *[xt] ]]; then
       kg_say "granting search (o+x) on $dir so services can reach $1"
       chmod o+x "$dir"
     fi

@@ -87,7 +87,8 @@ public final class FastCGIResponder {
         var filled = 0
         while filled < count {
             let got = body.withUnsafeMutableBytes { raw -> Int32 in
-                let chars = raw.baseAddress!.advanced(by: filled).assumingMemoryBound(to: CChar.self)
+                guard let base = raw.baseAddress else { return 0 }
+                let chars = base.advanced(by: filled).assumingMemoryBound(to: CChar.self)
                 return FCGX_GetStr(chars, Int32(min(count - filled, Int(Int32.max))), request.pointee.in)
             }
             if got <= 0 { break }

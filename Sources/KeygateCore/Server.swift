@@ -48,7 +48,6 @@ public enum Server {
             let master = Master(
                 scoreboard: scoreboard,
                 settings: configuration.poolSettings,
-                closeInChild: [],
                 log: { logger.info($0) },
                 reloadSettings: {
                     do {

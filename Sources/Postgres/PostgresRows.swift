@@ -72,26 +72,19 @@ extension String: PostgresDecodable {
     }
 }
 
-extension Int: PostgresDecodable {
+/// Numbers arrive as decimal text.
+public protocol PostgresDecimalDecodable: PostgresDecodable, LosslessStringConvertible {}
+
+extension PostgresDecimalDecodable {
     public init?(postgresText: [UInt8]) {
-        guard let value = Int(String(decoding: postgresText, as: UTF8.self)) else { return nil }
+        guard let value = Self(String(decoding: postgresText, as: UTF8.self)) else { return nil }
         self = value
     }
 }
 
-extension Int64: PostgresDecodable {
-    public init?(postgresText: [UInt8]) {
-        guard let value = Int64(String(decoding: postgresText, as: UTF8.self)) else { return nil }
-        self = value
-    }
-}
-
-extension Double: PostgresDecodable {
-    public init?(postgresText: [UInt8]) {
-        guard let value = Double(String(decoding: postgresText, as: UTF8.self)) else { return nil }
-        self = value
-    }
-}
+extension Int: PostgresDecimalDecodable {}
+extension Int64: PostgresDecimalDecodable {}
+extension Double: PostgresDecimalDecodable {}
 
 extension Bool: PostgresDecodable {
     public init?(postgresText: [UInt8]) {

@@ -18,7 +18,6 @@ public final class Master {
     private let runWorker: WorkerBody
     private let reloadSettings: Reload
     private let log: Log
-    private let closeInChild: [Int32]
 
     private var children: [pid_t: ChildProcess] = [:]
     private var respawns: [Respawn] = []
@@ -31,15 +30,13 @@ public final class Master {
     /// - Parameters:
     ///   - runWorker: the body of a worker, run in the forked child; its result is the exit code.
     ///   - reloadSettings: called on SIGHUP; nil keeps the current settings (a bad file is logged by the caller).
-    ///   - closeInChild: descriptors the children must not keep (the master's own).
-    public init(scoreboard: Scoreboard, settings: PoolSettings, closeInChild: [Int32] = [],
+    public init(scoreboard: Scoreboard, settings: PoolSettings, 
                 log: @escaping Log, reloadSettings: @escaping Reload, runWorker: @escaping WorkerBody) {
         self.scoreboard = scoreboard
         self.settings = settings
         self.runWorker = runWorker
         self.reloadSettings = reloadSettings
         self.log = log
-        self.closeInChild = closeInChild
     }
 
     /// Runs the pool until it is stopped; returns the process exit code.
@@ -95,7 +92,7 @@ public final class Master {
         if pid == 0 {
             Signals.resetForChild()
             Signals.setParentDeathSignal(SIGTERM)
-            for fd in closeInChild + extraClose { close(fd) }
+            for fd in extraClose { close(fd) }
             scoreboard.setPID(slot, getpid())
             let code = runWorker(WorkerContext(slot: slot, generation: generation, scoreboard: scoreboard, settings: settings))
             ProcessControl.exitImmediately(code)
@@ -136,15 +133,14 @@ public final class Master {
                 respawns.append(Respawn(due: now))
                 continue
             }
+            if now - child.startedAt > 10_000_000 { crashes.noteHealthyRun() }
             if reason == .exited(0) {
                 // Planned exit: max_requests reached, or someone sent it SIGTERM.
                 scoreboard.countRecycle()
-                if now - child.startedAt > 10_000_000 { crashes.noteHealthyRun() }
                 respawns.append(Respawn(due: now))
                 continue
             }
             scoreboard.countCrashRestart()
-            if now - child.startedAt > 10_000_000 { crashes.noteHealthyRun() }
             let window = Int64(settings.emergencyRestartIntervalSeconds * 1_000_000)
             let delay = crashes.record(at: now, windowMicroseconds: window)
             let recent = crashes.recentCount(at: now, windowMicroseconds: window)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import HTTP
 import KeygateCore
 import Posix
 
@@ -63,7 +64,7 @@ struct Status: ParsableCommand {
             throw ExitCode(3)
         }
         if json {
-            print(String(decoding: JSONOutput.encode(report), as: UTF8.self))
+            print(String(decoding: JSON.encode(report), as: UTF8.self))
             return
         }
         print("master pid \(report.masterPid), generation \(report.generation), up \(Int(report.uptimeSeconds)) s, reloads \(report.reloads)")

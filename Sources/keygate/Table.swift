@@ -1,5 +1,3 @@
-import HTTP
-
 /// Fixed-width text tables for human output.
 enum Table {
     static func render(header: [String], rows: [[String]]) -> String {
@@ -14,9 +12,4 @@ enum Table {
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
-}
-
-/// JSON for `--json` output, in the API's own style.
-enum JSONOutput {
-    static func encode<T: Encodable>(_ value: T) -> [UInt8] { JSON.encode(value) }
 }

@@ -8,6 +8,7 @@ import PackageDescription
 //   FastCGI        →  HTTP, CFastCGI           (only importer of libfcgi)
 //   Postgres       →  CPostgreSQL              (only importer of libpq)
 //   Cryptography   →  COpenSSL                 (only importer of libcrypto)
+//   Storage        →  Postgres, Cryptography   (migrations, and later the stores)
 //   Posix          →  CPosix                   (signals, prctl: what Glibc cannot express)
 let package = Package(
     name: "keygate",
@@ -46,14 +47,15 @@ let package = Package(
         .target(name: "Prefork", dependencies: ["Posix", "SharedMemory"]),
         .target(name: "Postgres", dependencies: ["CPostgreSQL"]),
         .target(name: "Cryptography", dependencies: ["COpenSSL"]),
+        .target(name: "Storage", dependencies: ["Postgres", "Cryptography", "Posix"]),
         .target(
             name: "KeygateCore",
-            dependencies: ["HTTP", "FastCGI", "SharedMemory", "Prefork", "Posix", "Postgres", "Cryptography"]
+            dependencies: ["HTTP", "FastCGI", "SharedMemory", "Prefork", "Posix", "Postgres", "Cryptography", "Storage"]
         ),
         .executableTarget(
             name: "keygate",
             dependencies: [
-                "KeygateCore", "HTTP", "Posix",
+                "KeygateCore", "HTTP", "Posix", "Postgres", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,5 +65,6 @@ let package = Package(
         .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP", "SharedMemory"]),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "HTTP"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Postgres"]),
     ]
 )

@@ -1,17 +1,32 @@
 import HTTP
+import Postgres
 
-/// What every handler can reach: settings, the scoreboard, the router's route table.
+/// What every handler can reach: settings, the scoreboard, this worker's database
+/// connection, the router's route table. One per worker process.
 public final class AppContext: @unchecked Sendable {
     public let configuration: Configuration
     public let logger: Logger
     public let pool: PoolView
+    /// This worker's connection (lazy, reconnecting); nil where no database is configured (unit tests).
+    public let database: PostgresConnection?
+    /// The newest migration this binary ships: /readyz fails while the schema is behind it.
+    public let requiredSchemaVersion: Int
     /// Route names by index, for metrics ("GET /healthz").
     public internal(set) var routeNames: [String] = []
 
-    public init(configuration: Configuration, logger: Logger, pool: PoolView) {
+    public init(configuration: Configuration, logger: Logger, pool: PoolView,
+                database: PostgresConnection? = nil, requiredSchemaVersion: Int = 0) {
         self.configuration = configuration
         self.logger = logger
         self.pool = pool
+        self.database = database
+        self.requiredSchemaVersion = requiredSchemaVersion
+    }
+
+    /// The database connection, or 503 when this process has none.
+    public func requireDatabase() throws(Problem) -> PostgresConnection {
+        guard let database else { throw Problem.unavailable("No database is configured.") }
+        return database
     }
 }
 
@@ -50,6 +65,9 @@ public struct Application: Sendable {
                 routed.pathParameters = parameters
                 response = try route.handler(routed, context)
             }
+        } catch let error as PostgresError {
+            response = ProblemRenderer.response(for: DatabaseProblem.from(error, logger: context.logger, requestID: request.requestID),
+                                                requestID: request.requestID)
         } catch {
             if !(error is any HTTPError) {
                 context.logger.error("unhandled error", [("request_id", request.requestID), ("error", String(describing: error))])

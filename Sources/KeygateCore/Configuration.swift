@@ -23,6 +23,16 @@ public struct Configuration: Sendable, Equatable {
     public var logLevel: LogLevel = .info
     /// Enables `/debug/sleep` for the test suite; never on in production.
     public var debugRoutes = false
+    /// libpq connection string the workers use (normally PgBouncer, transaction pooling).
+    public var databaseURL = "host=/run/postgresql dbname=keygate user=keygate"
+    /// Straight to PostgreSQL, for migrations and LISTEN (session state); empty = databaseURL.
+    public var databaseDirectURL = ""
+    /// File holding the database password (never the password itself); empty = none.
+    public var databasePasswordFile = ""
+    /// Server-side statement timeout in every transaction keygate opens, milliseconds.
+    public var statementTimeoutMilliseconds = 5_000
+    /// Where the numbered SQL migrations live.
+    public var migrationsDirectory = "/usr/share/keygate/migrations"
 
     public init() {}
 
@@ -57,6 +67,11 @@ public struct Configuration: Sendable, Equatable {
             ("max_body_bytes", String(maxBodyBytes)),
             ("log_level", logLevel.rawValue),
             ("debug_routes", debugRoutes ? "on" : "off"),
+            ("database_url", databaseURL),
+            ("database_direct_url", databaseDirectURL),
+            ("database_password_file", databasePasswordFile),
+            ("statement_timeout", String(statementTimeoutMilliseconds)),
+            ("migrations_dir", migrationsDirectory),
         ]
     }
 }
@@ -145,6 +160,20 @@ extension Configuration {
             guard let level = LogLevel(rawValue: value.lowercased()) else { throw fail("expected debug, info, warning or error, got '\(value)'") }
             logLevel = level
         case "debug_routes": debugRoutes = try flag()
+        case "database_url":
+            guard !value.isEmpty else { throw fail("must not be empty") }
+            guard !value.contains("password") else { throw fail("put the password in database_password_file, not in the URL") }
+            databaseURL = value
+        case "database_direct_url":
+            guard !value.contains("password") else { throw fail("put the password in database_password_file, not in the URL") }
+            databaseDirectURL = value
+        case "database_password_file":
+            guard value.isEmpty || value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
+            databasePasswordFile = value
+        case "statement_timeout": statementTimeoutMilliseconds = try integer(0...3_600_000)
+        case "migrations_dir":
+            guard !value.isEmpty else { throw fail("must not be empty") }
+            migrationsDirectory = value
         default:
             throw fail("unknown setting")
         }
@@ -162,5 +191,39 @@ extension String {
         while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 || bytes[start] == 0x0d || bytes[start] == 0x0a { start += 1 }
         while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 || bytes[end - 1] == 0x0d || bytes[end - 1] == 0x0a { end -= 1 }
         return String(decoding: bytes[start..<end], as: UTF8.self)
+    }
+}
+
+extension Configuration {
+    /// The connection string for the workers (`direct: false`) or for migrations and
+    /// LISTEN (`direct: true`), with the password read from `database_password_file`.
+    public func connectionString(direct: Bool) throws(ConfigurationError) -> String {
+        var url = direct && !databaseDirectURL.isEmpty ? databaseDirectURL : databaseURL
+        guard !databasePasswordFile.isEmpty else { return url }
+        guard let bytes = Files.read(databasePasswordFile, limit: 4096),
+              let password = String(validating: bytes, as: UTF8.self)?.trimmingSpaces, !password.isEmpty else {
+            throw ConfigurationError(source: databasePasswordFile, message: "database_password_file cannot be read or is empty")
+        }
+        let quoted = password.replacing("\\", with: "\\\\").replacing("'", with: "\\'")
+        // A URI takes the password as a query parameter; a key=value string as a pair.
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return url + (url.contains("?") ? "&" : "?") + "password=" + Self.percentEncode(password)
+        }
+        url += " password='\(quoted)'"
+        return url
+    }
+
+    static func percentEncode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
     }
 }

@@ -2,6 +2,12 @@
 import Glibc
 #endif
 import HTTP
+import Storage
+
+struct Readiness: Encodable {
+    let status: String
+    let schemaVersion: Int
+}
 
 /// `/healthz`, `/readyz`, `/metrics`, `/status`: for load balancers, Prometheus and
 /// operators. nginx restricts `/metrics` and `/status` to local addresses.
@@ -10,11 +16,19 @@ enum OperationsRoutes {
         // Load balancers poll this: answer from constant bytes.
         let healthy = Response.json(["status": "ok"])
         router.get("/healthz") { _, _ in healthy }
+        // Ready: the pool runs, the database answers, and its schema is the one this binary needs.
         router.get("/readyz") { _, context in
             guard context.pool.scoreboard != nil else {
                 throw Problem.unavailable("The worker pool is not running.")
             }
-            return .json(["status": "ready"])
+            let database = try context.requireDatabase()
+            let current = try MigrationRunner(connection: database, migrations: []).currentVersion()
+            guard current >= context.requiredSchemaVersion else {
+                throw Problem.unavailable(
+                    "The database schema is at version \(current); this keygate needs \(context.requiredSchemaVersion). Run 'keygate migrate up'.",
+                    retryAfterSeconds: 30)
+            }
+            return .json(Readiness(status: "ready", schemaVersion: current))
         }
         router.get("/metrics") { _, context in
             .text(MetricsRenderer.render(context: context), contentType: "text/plain; version=0.0.4; charset=utf-8")

@@ -5,6 +5,7 @@ import FastCGI
 import Posix
 import Prefork
 import SharedMemory
+import Storage
 
 /// `keygate serve`: prepares everything shared (socket, scoreboard, pid file) in the
 /// master, then hands over to the pool's `Master`.
@@ -23,6 +24,15 @@ public enum Server {
             return 2
         }
         let logger = Logger(level: configuration.logLevel, component: "master")
+        // The schema version this binary needs, from the migration files (no database
+        // connection in the master: workers connect after fork).
+        let requiredSchemaVersion: Int
+        do {
+            requiredSchemaVersion = try Migration.load(directory: configuration.migrationsDirectory).last?.version ?? 0
+        } catch {
+            logger.error("cannot read migrations", [("error", String(describing: error))])
+            return 1
+        }
         do {
             try Directories.create(configuration.runtimeDirectory)
             if let running = runningMasterPID(pidFile: configuration.pidFilePath) {
@@ -66,7 +76,7 @@ public enum Server {
                     }
                 },
                 runWorker: { context in
-                    Worker.run(context, listenFD: listenFD, configuration: current.value)
+                    Worker.run(context, listenFD: listenFD, configuration: current.value, requiredSchemaVersion: requiredSchemaVersion)
                 }
             )
             return try master.run()

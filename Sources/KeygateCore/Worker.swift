@@ -5,12 +5,13 @@ import Cryptography
 import FastCGI
 import HTTP
 import Posix
+import Postgres
 import Prefork
 
 /// A worker's life: accept a FastCGI request, answer it, record it on the scoreboard,
 /// until asked to stop or `max_requests` is reached.
 enum Worker {
-    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration) -> Int32 {
+    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "worker")
         let board = pool.scoreboard
         do {
@@ -26,7 +27,18 @@ enum Worker {
             logger.error("cannot start FastCGI", [("error", String(describing: error))])
             return 1
         }
-        let application = Application(context: AppContext(configuration: configuration, logger: logger, pool: PoolView(scoreboard: board)))
+        // Connected lazily on first use, in this process only (never in the master).
+        let database: PostgresConnection
+        do {
+            database = PostgresConnection(connectionString: try configuration.connectionString(direct: false),
+                                          statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds)
+        } catch {
+            logger.error("cannot read the database settings", [("error", String(describing: error))])
+            return 1
+        }
+        let context = AppContext(configuration: configuration, logger: logger, pool: PoolView(scoreboard: board),
+                                 database: database, requiredSchemaVersion: requiredSchemaVersion)
+        let application = Application(context: context)
         let limits = RequestLimits(maxBodyBytes: configuration.maxBodyBytes)
         board.setState(pool.slot, .idle)
 

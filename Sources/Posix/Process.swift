@@ -92,6 +92,20 @@ public enum Environment {
 
 /// Directory helpers.
 public enum Directories {
+    /// Entry names of `path` (without `.` and `..`), or nil when it cannot be read.
+    public static func list(_ path: String) -> [String]? {
+        guard let directory = opendir(path) else { return nil }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     /// `mkdir -p` with `mode` for the directories it creates.
     public static func create(_ path: String, mode: mode_t = 0o755) throws(POSIXError) {
         var current = path.hasPrefix("/") ? "" : "."

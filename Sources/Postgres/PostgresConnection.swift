@@ -137,6 +137,14 @@ public final class PostgresConnection {
         return PostgresRows(columns: columns, values: values, affectedRows: affected)
     }
 
+    /// Runs a trusted multi-statement script (migrations) with the simple query protocol:
+    /// no parameters, so nothing derived from input may reach it.
+    public func execute(script: String) throws(PostgresError) {
+        let connection = try connected()
+        // PQexec returns the last statement's result; an error stops the script there.
+        _ = try consume(PQexec(connection, script), connection: connection)
+    }
+
     // MARK: Transactions
 
     /// Runs `body` in a transaction (with the statement timeout); commits if it returns,

@@ -35,6 +35,16 @@ class Stack:
         self.aux_socket = _env("KG_AUX_SOCKET")
         self.config = os.path.join(self.run, "keygate.conf")
 
+    def settings(self):
+        """The main pool's configuration file as a dict."""
+        values = {}
+        with open(self.config) as f:
+            for line in f:
+                if "=" in line and not line.lstrip().startswith("#"):
+                    key, _, value = line.partition("=")
+                    values[key.strip()] = value.strip()
+        return values
+
     def session(self):
         s = requests.Session()
         s.verify = self.ca
@@ -70,6 +80,9 @@ class AuxPool:
         self.log_path = os.path.join(self.dir, "keygate.log")
         self.settings = {"listen": stack.aux_socket, "listen_mode": "0666", "runtime_dir": self.dir,
                          "workers": 2, "debug_routes": "on", "shutdown_timeout": 10}
+        main = stack.settings()
+        for key in ("database_url", "database_direct_url", "migrations_dir"):
+            self.settings[key] = main[key]
         self.settings.update(settings)
         self.process = None
 

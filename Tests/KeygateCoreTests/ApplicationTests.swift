@@ -174,12 +174,12 @@ struct ApplicationPoolTests {
         return Scoreboard.create(in: region, slotCapacity: 4, routeCapacity: 8)
     }
 
-    @Test("/readyz is 200 when the pool runs")
-    func ready() throws {
+    @Test("/readyz is 503 with Retry-After when the pool runs but no database is configured")
+    func notReadyWithoutDatabase() throws {
         let app = makeApplication(scoreboard: try makeBoard())
         let (response, _) = app.respond(to: request("GET", "/readyz"))
-        #expect(response.status == .ok)
-        #expect(try json(response) == ["status": "ready"])
+        #expect(response.status == .serviceUnavailable)
+        #expect(response.headers["Retry-After"] != nil)
     }
 
     @Test("/metrics names routes and unmatched requests from the scoreboard")

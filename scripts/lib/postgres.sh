@@ -59,3 +59,56 @@ kg_create_database() {
   # Session defaults hold through a transaction-pooling PgBouncer (they are the role's).
   kg_psql "$run" "$port" postgres -c "ALTER ROLE \"$name\" SET statement_timeout = '5s'" -c "ALTER ROLE \"$name\" SET timezone = 'UTC'"
 }
+
+# kg_start_pgbouncer RUN_DIR PORT PG_PORT DATABASE POOL_SIZE: transaction pooling in
+# front of the cluster, unix socket in RUN_DIR/pgbouncer. The workers connect here.
+kg_start_pgbouncer() {
+  local run=$1 port=$2 pg_port=$3 db=$4 pool=$5 user dir=$1/pgbouncer
+  user=$(kg_pg_user)
+  mkdir -p "$dir"
+  cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+$db = host=$run/pg-socket port=$pg_port dbname=$db
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir = $dir
+pidfile = $dir/pgbouncer.pid
+logfile = $dir/pgbouncer.log
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+; the shared, bounded pool: at most this many server connections per user/database
+default_pool_size = $pool
+max_db_connections = $pool
+max_client_conn = 500
+; fail fast while PostgreSQL is down instead of queueing clients for minutes
+server_connect_timeout = 2
+server_login_retry = 1
+query_wait_timeout = 3
+ignore_startup_parameters = extra_float_digits
+INI
+  printf '"%s" ""\n' "$db" > "$dir/userlist.txt"
+  chown -R "$user" "$dir"
+  if [[ -s $dir/pgbouncer.pid ]] && kill -0 "$(cat "$dir/pgbouncer.pid")" 2>/dev/null; then
+    kill -HUP "$(cat "$dir/pgbouncer.pid")"
+    return 0
+  fi
+  kg_as_pg pgbouncer -d "$dir/pgbouncer.ini" || kg_die "PgBouncer did not start (log: $dir/pgbouncer.log)"
+  local i
+  for i in $(seq 1 50); do
+    [[ -S $dir/.s.PGSQL.$port ]] && return 0
+    sleep 0.1
+  done
+  kg_die "PgBouncer socket did not appear (log: $dir/pgbouncer.log)"
+}
+
+kg_stop_pgbouncer() {
+  local dir=$1/pgbouncer pid i
+  [[ -s $dir/pgbouncer.pid ]] || return 0
+  pid=$(cat "$dir/pgbouncer.pid")
+  kill -INT "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}

@@ -124,6 +124,8 @@ public struct MigrationRunner {
         do {
             return try connection.transaction { db in
                 try db.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
+                // "already exists, skipping" notices are noise on every run.
+                try db.query("SET LOCAL client_min_messages = warning")
                 try db.query("""
                     CREATE TABLE IF NOT EXISTS schema_migrations (
                         version integer PRIMARY KEY,

@@ -4,8 +4,10 @@ import Glibc
 import Testing
 @testable import Postgres
 
-/// The database scripts/test prepares.
+/// The database scripts/test prepares, reached through PgBouncer (transaction pooling),
+/// as keygate's workers reach theirs; and the same database straight, for LISTEN.
 private let testDatabaseURL: String? = getenv("KG_TEST_DATABASE_URL").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+private let directDatabaseURL: String? = getenv("KG_TEST_DIRECT_DATABASE_URL").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
 private let isCI = getenv("CI").map { String(cString: $0) } == "true"
 
 private struct NoDatabase: Error {}
@@ -24,20 +26,30 @@ private func withConnection(_ body: (PostgresConnection) throws -> Void) throws 
     try body(PostgresConnection(connectionString: try databaseURL()))
 }
 
+/// A table of the test's own, created and dropped in autocommit statements: temporary
+/// tables are session state, which transaction pooling does not keep.
+private func withTable(_ columns: String, _ body: (PostgresConnection, String) throws -> Void) throws {
+    try withConnection { db in
+        let table = "t_\(UInt32.random(in: 0...UInt32.max))"
+        try db.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (\(columns))"))
+        defer { _ = try? db.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table)")) }
+        try body(db, table)
+    }
+}
+
 @Suite("PostgresConnection against a real server", .serialized,
        .enabled(if: testDatabaseURL != nil || isCI, "KG_TEST_DATABASE_URL is not set (run through scripts/test)"))
 struct PostgresConnectionTests {
     @Test("hostile strings are bound as values, never executed")
     func hostileStrings() throws {
-        try withConnection { db in
-            try db.query("CREATE TEMP TABLE hostile (value text)")
+        try withTable("value text") { db, hostile in
             let inputs = ["'; DROP TABLE hostile; --", "\" OR 1=1 --", "a;b", "$1", "\\x00", "Robert'); DROP TABLE students;--", "żółw 🐢"]
             for input in inputs {
-                try db.query("INSERT INTO hostile (value) VALUES (\(input))")
+                try db.query("INSERT INTO \(unsafeSQL: hostile) (value) VALUES (\(input))")
             }
-            let rows = try db.query("SELECT value FROM hostile ORDER BY value")
+            let rows = try db.query("SELECT value FROM \(unsafeSQL: hostile) ORDER BY value")
             #expect(Set(try rows.map { try $0.decode("value", as: String.self) }) == Set(inputs))
-            let match = try db.query("SELECT count(*) AS n FROM hostile WHERE value = \("' OR '1'='1")")
+            let match = try db.query("SELECT count(*) AS n FROM \(unsafeSQL: hostile) WHERE value = \("' OR '1'='1")")
             #expect(try match.first?.decode("n", as: Int.self) == 0)
         }
     }
@@ -123,15 +135,14 @@ struct PostgresConnectionTests {
 
     @Test("SQLSTATEs map to meanings")
     func sqlStates() throws {
-        try withConnection { db in
-            try db.query("CREATE TEMP TABLE uniq (id int PRIMARY KEY, n int CHECK (n > 0))")
-            try db.query("INSERT INTO uniq VALUES (1, 1)")
+        try withTable("id int PRIMARY KEY, n int CHECK (n > 0)") { db, uniq in
+            try db.query("INSERT INTO \(unsafeSQL: uniq) VALUES (1, 1)")
             func kind(_ query: PostgresQuery) -> PostgresError.Kind? {
                 do { try db.query(query); return nil } catch { return error.kind }
             }
-            #expect(kind("INSERT INTO uniq VALUES (1, 1)") == .uniqueViolation)
-            #expect(kind("INSERT INTO uniq VALUES (2, -1)") == .constraintViolation)
-            #expect(kind("INSERT INTO uniq VALUES (NULL, 1)") == .constraintViolation)
+            #expect(kind("INSERT INTO \(unsafeSQL: uniq) VALUES (1, 1)") == .uniqueViolation)
+            #expect(kind("INSERT INTO \(unsafeSQL: uniq) VALUES (2, -1)") == .constraintViolation)
+            #expect(kind("INSERT INTO \(unsafeSQL: uniq) VALUES (NULL, 1)") == .constraintViolation)
             #expect(kind("SELECT 1/0") == .invalidInput)
             #expect(kind("SELECT \("not a number")::int") == .invalidInput)
             #expect(kind("SELECT * FROM no_such_table") == .other)
@@ -159,37 +170,39 @@ struct PostgresConnectionTests {
 
     @Test("transactions commit on return and roll back on throw")
     func transactions() throws {
-        try withConnection { db in
-            try db.query("CREATE TEMP TABLE tx (n int)")
+        try withTable("n int") { db, tx in
             struct Abort: Error {}
             _ = try? db.transaction { db in
-                try db.query("INSERT INTO tx VALUES (1)")
+                try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (1)")
                 throw Abort()
             }
-            try db.transaction { db in try db.query("INSERT INTO tx VALUES (2)") }
-            let values = try db.query("SELECT n FROM tx").map { try $0.decode("n", as: Int.self) }
+            try db.transaction { db in try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (2)") }
+            let values = try db.query("SELECT n FROM \(unsafeSQL: tx)").map { try $0.decode("n", as: Int.self) }
             #expect(values == [2])
         }
     }
 
     @Test("COPY inserts many rows in one round trip, escaping tabs, newlines, backslashes and NULL")
     func copy() throws {
-        try withConnection { db in
-            try db.query("CREATE TEMP TABLE bulk (id int, note text)")
+        try withTable("id int, note text") { db, bulk in
             let rows: [[PostgresBindable?]] = (1...500).map { [$0, $0 % 7 == 0 ? nil : "row\t\($0)\nline\\end"] }
-            try db.copy(into: "bulk", columns: ["id", "note"], rows: rows)
-            let summary = try #require(try db.query("SELECT count(*) AS n, count(note) AS notes, max(note) AS sample FROM bulk WHERE id = 1 OR true").first)
+            try db.copy(into: bulk, columns: ["id", "note"], rows: rows)
+            let summary = try #require(try db.query("SELECT count(*) AS n, count(note) AS notes, max(note) AS sample FROM \(unsafeSQL: bulk)").first)
             #expect(try summary.decode("n", as: Int.self) == 500)
             #expect(try summary.decode("notes", as: Int.self) == 500 - 500 / 7)
-            let one = try #require(try db.query("SELECT note FROM bulk WHERE id = 1").first)
+            let one = try #require(try db.query("SELECT note FROM \(unsafeSQL: bulk) WHERE id = 1").first)
             #expect(try one.decode("note", as: String.self) == "row\t1\nline\\end")
         }
     }
 
-    @Test("LISTEN receives a NOTIFY sent by another connection")
+    @Test("LISTEN (straight to PostgreSQL) receives a NOTIFY sent through PgBouncer")
     func listenNotify() throws {
         let url = try databaseURL()
-        let listener = PostgresConnection(connectionString: url)
+        guard let direct = directDatabaseURL else {
+            Issue.record("KG_TEST_DIRECT_DATABASE_URL is not set")
+            return
+        }
+        let listener = PostgresConnection(connectionString: direct)
         let sender = PostgresConnection(connectionString: url)
         try listener.listen("keygate_test")
         try sender.query("SELECT pg_notify('keygate_test', \("key-123"))")

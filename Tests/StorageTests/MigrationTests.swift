@@ -55,13 +55,14 @@ private let repositoryMigrationsDirectory: String = {
     return parts.joined(separator: "/") + "/migrations"
 }()
 
-private let adminURL: String? = getenv("KG_TEST_DATABASE_URL").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+/// Straight to PostgreSQL: CREATE DATABASE, and a fresh database per test.
+private let adminURL: String? = getenv("KG_TEST_DIRECT_DATABASE_URL").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
 private let isCI = getenv("CI").map { String(cString: $0) } == "true"
 
 /// A fresh empty database for one test, dropped afterwards.
 private func withFreshDatabase(_ body: (String) throws -> Void) throws {
     guard let adminURL else {
-        Issue.record("KG_TEST_DATABASE_URL is not set under CI: PostgreSQL is required")
+        Issue.record("KG_TEST_DIRECT_DATABASE_URL is not set under CI: PostgreSQL is required")
         return
     }
     let name = "keygate_mig_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
@@ -76,7 +77,7 @@ private func tables(_ db: PostgresConnection) throws -> Set<String> {
 }
 
 @Suite("MigrationRunner against a real server", .serialized,
-       .enabled(if: adminURL != nil || isCI, "KG_TEST_DATABASE_URL is not set (run through scripts/test)"))
+       .enabled(if: adminURL != nil || isCI, "KG_TEST_DIRECT_DATABASE_URL is not set (run through scripts/test)"))
 struct MigrationRunnerTests {
     @Test("up → down → up on an empty database, with status at each step")
     func upDownUp() throws {

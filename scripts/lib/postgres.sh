@@ -60,15 +60,17 @@ kg_create_database() {
   kg_psql "$run" "$port" postgres -c "ALTER ROLE \"$name\" SET statement_timeout = '5s'" -c "ALTER ROLE \"$name\" SET timezone = 'UTC'"
 }
 
-# kg_start_pgbouncer RUN_DIR PORT PG_PORT DATABASE POOL_SIZE: transaction pooling in
-# front of the cluster, unix socket in RUN_DIR/pgbouncer. The workers connect here.
+# kg_start_pgbouncer RUN_DIR PORT PG_PORT POOL_SIZE ROLE…: transaction pooling in front
+# of the cluster (any database name is forwarded), unix socket in RUN_DIR/pgbouncer, for
+# the listed login roles. The workers connect here.
 kg_start_pgbouncer() {
-  local run=$1 port=$2 pg_port=$3 db=$4 pool=$5 user dir=$1/pgbouncer
+  local run=$1 port=$2 pg_port=$3 pool=$4 user dir=$1/pgbouncer role
+  shift 4
   user=$(kg_pg_user)
   mkdir -p "$dir"
   cat > "$dir/pgbouncer.ini" <<INI
 [databases]
-$db = host=$run/pg-socket port=$pg_port dbname=$db
+* = host=$run/pg-socket port=$pg_port
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -89,7 +91,8 @@ server_login_retry = 1
 query_wait_timeout = 3
 ignore_startup_parameters = extra_float_digits
 INI
-  printf '"%s" ""\n' "$db" > "$dir/userlist.txt"
+  : > "$dir/userlist.txt"
+  for role in "$@"; do printf '"%s" ""\n' "$role" >> "$dir/userlist.txt"; done
   chown -R "$user" "$dir"
   if [[ -s $dir/pgbouncer.pid ]] && kill -0 "$(cat "$dir/pgbouncer.pid")" 2>/dev/null; then
     kill -HUP "$(cat "$dir/pgbouncer.pid")"

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTP
 
 /// Limits applied while turning FastCGI params and stdin into a `Request`.
@@ -44,32 +47,43 @@ public struct RequestDecoder {
         if value.count > limits.maxParamBytes {
             oversized = String(decoding: name, as: UTF8.self)
         }
-        if name.starts(with: Self.httpPrefix) {
+        if name.count > 5 && Self.hasPrefix(name, "HTTP_") {
             headers.add(Self.headerName(fromParam: name), String(decoding: value, as: UTF8.self))
             return
         }
         switch name.count {
-        case 5 where name.elementsEqual(Self.https):
+        case 5 where Self.equals(name, "HTTPS"):
             isHTTPS = value.count == 2 && value[0] | 0x20 == UInt8(ascii: "o") && value[1] | 0x20 == UInt8(ascii: "n")
-        case 10 where name.elementsEqual(Self.requestIDName):
+        case 10 where Self.equals(name, "REQUEST_ID"):
             requestID = Self.validRequestID(value)
-        case 11 where name.elementsEqual(Self.remoteAddr):
+        case 11 where Self.equals(name, "REMOTE_ADDR"):
             remoteAddress = String(decoding: value, as: UTF8.self)
-        case 11 where name.elementsEqual(Self.requestURI):
+        case 11 where Self.equals(name, "REQUEST_URI"):
             uri = Array(value)
-        case 12 where name.elementsEqual(Self.documentURIName):
+        case 12 where Self.equals(name, "DOCUMENT_URI"):
             documentURI = Array(value)
-        case 14 where name.elementsEqual(Self.requestMethod):
+        case 14 where Self.equals(name, "REQUEST_METHOD"):
             if !value.isEmpty, value.count <= 16, value.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) {
                 method = String(decoding: value, as: UTF8.self)
             } else {
                 methodMalformed = true
             }
-        case 14 where name.elementsEqual(Self.contentLengthName):
+        case 14 where Self.equals(name, "CONTENT_LENGTH"):
             contentLength = Array(value)
         default:
             break
         }
+    }
+
+    // Param names are compared with memcmp against static strings: no lazily
+    // initialised globals (swift_once) and no generic iteration per param.
+    private static func equals(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+        bytes.count == literal.utf8CodeUnitCount && hasPrefix(bytes, literal)
+    }
+
+    private static func hasPrefix(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+        guard let base = bytes.baseAddress, bytes.count >= literal.utf8CodeUnitCount else { return false }
+        return memcmp(base, literal.utf8Start, literal.utf8CodeUnitCount) == 0
     }
 
     /// Validates what was collected and reads the body.
@@ -133,15 +147,6 @@ public struct RequestDecoder {
         }
         return try decoder.finish(readBody: readBody, makeRequestID: makeRequestID)
     }
-
-    private static let httpPrefix = Array("HTTP_".utf8)
-    private static let https = Array("HTTPS".utf8)
-    private static let requestIDName = Array("REQUEST_ID".utf8)
-    private static let remoteAddr = Array("REMOTE_ADDR".utf8)
-    private static let requestURI = Array("REQUEST_URI".utf8)
-    private static let documentURIName = Array("DOCUMENT_URI".utf8)
-    private static let requestMethod = Array("REQUEST_METHOD".utf8)
-    private static let contentLengthName = Array("CONTENT_LENGTH".utf8)
 
     /// `HTTP_X_API_KEY` → `x-api-key`.
     static func headerName(fromParam name: UnsafeRawBufferPointer) -> String {

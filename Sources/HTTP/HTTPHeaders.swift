@@ -36,10 +36,18 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 extension String {
     /// ASCII case-insensitive equality (header names are ASCII).
     public func caseInsensitiveEquals(_ other: String) -> Bool {
-        let a = utf8, b = other.utf8
-        guard a.count == b.count else { return false }
-        return zip(a, b).allSatisfy { x, y in
-            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7a)
+        var a = self, b = other
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                guard x.count == y.count else { return false }
+                for index in 0..<x.count {
+                    let p = x[index], q = y[index]
+                    if p == q { continue }
+                    let lower = p | 0x20
+                    guard lower == q | 0x20, lower >= 0x61, lower <= 0x7a else { return false }
+                }
+                return true
+            }
         }
     }
 }

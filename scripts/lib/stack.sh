@@ -38,7 +38,10 @@ kg_install_packages() {
 kg_build() {
   local mode=$1
   kg_say "building keygate ($mode)"
-  (cd "$KG_ROOT" && swift build -c "$mode" --product keygate >&2) || kg_die "build failed"
+  local flags=()
+  # Release: the Swift runtime linked in (no PLT hop on every retain/release, one file to deploy).
+  [[ $mode == release ]] && flags=(--static-swift-stdlib)
+  (cd "$KG_ROOT" && swift build -c "$mode" "${flags[@]}" --product keygate >&2) || kg_die "build failed"
   echo "$KG_ROOT/.build/$mode/keygate"
 }
 

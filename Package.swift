@@ -9,6 +9,7 @@ import PackageDescription
 //   Postgres       →  CPostgreSQL              (only importer of libpq)
 //   Cryptography   →  COpenSSL                 (only importer of libcrypto)
 //   Storage        →  Postgres, Cryptography   (migrations, and later the stores)
+//   Keys           →  Cryptography             (key format, checksum, peppered HMAC)
 //   Posix          →  CPosix                   (signals, prctl: what Glibc cannot express)
 let package = Package(
     name: "keygate",
@@ -48,6 +49,7 @@ let package = Package(
         .target(name: "Postgres", dependencies: ["CPostgreSQL"]),
         .target(name: "Cryptography", dependencies: ["COpenSSL"]),
         .target(name: "Storage", dependencies: ["Postgres", "Cryptography", "Posix"]),
+        .target(name: "Keys", dependencies: ["Cryptography", "Posix"]),
         .target(
             name: "KeygateCore",
             dependencies: ["HTTP", "FastCGI", "SharedMemory", "Prefork", "Posix", "Postgres", "Cryptography", "Storage"]
@@ -66,5 +68,6 @@ let package = Package(
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "HTTP"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Postgres"]),
+        .testTarget(name: "KeysTests", dependencies: ["Keys", "Cryptography"]),
     ]
 )

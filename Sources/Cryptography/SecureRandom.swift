@@ -1,9 +1,17 @@
 internal import COpenSSL
 
-public enum CryptographyError: Error, CustomStringConvertible {
+public enum CryptographyError: Error, CustomStringConvertible, Equatable {
     case randomUnavailable
+    case keyTooShort
+    case unavailable(String)
 
-    public var description: String { "the CSPRNG (RAND_bytes) failed" }
+    public var description: String {
+        switch self {
+        case .randomUnavailable: return "the CSPRNG (RAND_bytes) failed"
+        case .keyTooShort: return "the HMAC key (pepper) must be at least 32 bytes"
+        case .unavailable(let what): return "OpenSSL: \(what) failed"
+        }
+    }
 }
 
 /// Bytes from OpenSSL's CSPRNG.

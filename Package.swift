@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "Keys", dependencies: ["Cryptography", "Posix"]),
         .target(
             name: "KeygateCore",
-            dependencies: ["HTTP", "FastCGI", "SharedMemory", "Prefork", "Posix", "Postgres", "Cryptography", "Storage"]
+            dependencies: ["HTTP", "FastCGI", "SharedMemory", "Prefork", "Posix", "Postgres", "Cryptography", "Storage", "Keys"]
         ),
         .executableTarget(
             name: "keygate",

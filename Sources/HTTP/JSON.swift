@@ -12,6 +12,11 @@ public enum JSON {
         return (try? Array(encoder.encode(value))) ?? Array("{}".utf8)
     }
 
+    /// A stored flat JSON object of strings.
+    public static func decodeStringMap(_ text: String) throws -> [String: String] {
+        try JSONDecoder().decode([String: String].self, from: Data(text.utf8))
+    }
+
     /// Decodes a request body, turning every failure into a 400/422 that names the problem.
     public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
         guard !body.isEmpty else {

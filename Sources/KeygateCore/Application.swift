@@ -1,5 +1,7 @@
 import HTTP
+import Keys
 import Postgres
+import Storage
 
 /// What every handler can reach: settings, the scoreboard, this worker's database
 /// connection, the router's route table. One per worker process.
@@ -11,16 +13,38 @@ public final class AppContext: @unchecked Sendable {
     public let database: PostgresConnection?
     /// The newest migration this binary ships: /readyz fails while the schema is behind it.
     public let requiredSchemaVersion: Int
+    /// HMAC-SHA-256 under the pepper; nil where none is configured (unit tests).
+    public let hasher: KeyHasher?
+    public let keys: KeyStore?
+    public let users: UserStore?
     /// Route names by index, for metrics ("GET /healthz").
     public internal(set) var routeNames: [String] = []
 
     public init(configuration: Configuration, logger: Logger, pool: PoolView,
-                database: PostgresConnection? = nil, requiredSchemaVersion: Int = 0) {
+                database: PostgresConnection? = nil, requiredSchemaVersion: Int = 0, hasher: KeyHasher? = nil) {
         self.configuration = configuration
         self.logger = logger
         self.pool = pool
         self.database = database
         self.requiredSchemaVersion = requiredSchemaVersion
+        self.hasher = hasher
+        keys = database.map(KeyStore.init(connection:))
+        users = database.map(UserStore.init(connection:))
+    }
+
+    func requireHasher() throws(Problem) -> KeyHasher {
+        guard let hasher else { throw Problem.unavailable("Key verification is not configured.") }
+        return hasher
+    }
+
+    func requireKeys() throws(Problem) -> KeyStore {
+        guard let keys else { throw Problem.unavailable("No database is configured.") }
+        return keys
+    }
+
+    func requireUsers() throws(Problem) -> UserStore {
+        guard let users else { throw Problem.unavailable("No database is configured.") }
+        return users
     }
 
     /// The database connection, or 503 when this process has none.
@@ -39,6 +63,9 @@ public struct Application: Sendable {
     public init(context: AppContext) {
         var router = Router<AppContext>()
         OperationsRoutes.register(on: &router)
+        KeyRoutes.register(on: &router)
+        UserRoutes.register(on: &router)
+        SelfServiceRoutes.register(on: &router)
         if context.configuration.debugRoutes { DebugRoutes.register(on: &router) }
         context.routeNames = router.routes.map { "\($0.method) \($0.pattern)" }
         self.router = router
@@ -67,6 +94,12 @@ public struct Application: Sendable {
             }
         } catch let error as PostgresError {
             response = ProblemRenderer.response(for: DatabaseProblem.from(error, logger: context.logger, requestID: request.requestID),
+                                                requestID: request.requestID)
+        } catch StoreError.database(let error) {
+            response = ProblemRenderer.response(for: DatabaseProblem.from(error, logger: context.logger, requestID: request.requestID),
+                                                requestID: request.requestID)
+        } catch StoreError.invalidCursor {
+            response = ProblemRenderer.response(for: Problem(.badRequest, detail: "The cursor is not valid; use next_cursor from a previous page.", field: "cursor"),
                                                 requestID: request.requestID)
         } catch {
             if !(error is any HTTPError) {

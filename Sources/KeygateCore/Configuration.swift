@@ -33,6 +33,12 @@ public struct Configuration: Sendable, Equatable {
     public var statementTimeoutMilliseconds = 5_000
     /// Where the numbered SQL migrations live.
     public var migrationsDirectory = "/usr/share/keygate/migrations"
+    /// First part of every key (`mdw_live_…`).
+    public var keyPrefix = "mdw"
+    /// File holding the HMAC pepper (≥ 32 bytes). Keys are stored as HMAC-SHA-256(pepper, key).
+    public var pepperFile = "/etc/keygate/pepper"
+    /// Accept keys in the `api_key` query parameter (URLs end up in logs: off by default).
+    public var allowQueryKey = false
 
     public init() {}
 
@@ -72,6 +78,9 @@ public struct Configuration: Sendable, Equatable {
             ("database_password_file", databasePasswordFile),
             ("statement_timeout", String(statementTimeoutMilliseconds)),
             ("migrations_dir", migrationsDirectory),
+            ("key_prefix", keyPrefix),
+            ("pepper_file", pepperFile),
+            ("allow_query_key", allowQueryKey ? "on" : "off"),
         ]
     }
 }
@@ -171,6 +180,15 @@ extension Configuration {
             guard value.isEmpty || value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
             databasePasswordFile = value
         case "statement_timeout": statementTimeoutMilliseconds = try integer(0...3_600_000)
+        case "key_prefix":
+            guard (2...16).contains(value.utf8.count), value.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) }) else {
+                throw fail("expected 2-16 lower-case letters or digits, got '\(value)'")
+            }
+            keyPrefix = value
+        case "pepper_file":
+            guard value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
+            pepperFile = value
+        case "allow_query_key": allowQueryKey = try flag()
         case "migrations_dir":
             guard !value.isEmpty else { throw fail("must not be empty") }
             migrationsDirectory = value

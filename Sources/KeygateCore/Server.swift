@@ -5,6 +5,7 @@ import FastCGI
 import Posix
 import Prefork
 import SharedMemory
+import Keys
 import Storage
 
 /// `keygate serve`: prepares everything shared (socket, scoreboard, pid file) in the
@@ -31,6 +32,14 @@ public enum Server {
             requiredSchemaVersion = try Migration.load(directory: configuration.migrationsDirectory).last?.version ?? 0
         } catch {
             logger.error("cannot read migrations", [("error", String(describing: error))])
+            return 1
+        }
+        // The pepper is read once, here; each worker builds its own HMAC context after fork.
+        let pepper: [UInt8]
+        do {
+            pepper = try KeyHasher.pepper(fromFile: configuration.pepperFile)
+        } catch {
+            logger.error("cannot read the pepper", [("error", String(describing: error))])
             return 1
         }
         do {
@@ -76,7 +85,7 @@ public enum Server {
                     }
                 },
                 runWorker: { context in
-                    Worker.run(context, listenFD: listenFD, configuration: current.value, requiredSchemaVersion: requiredSchemaVersion)
+                    Worker.run(context, listenFD: listenFD, configuration: current.value, requiredSchemaVersion: requiredSchemaVersion, pepper: pepper)
                 }
             )
             return try master.run()

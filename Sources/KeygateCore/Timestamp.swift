@@ -20,3 +20,55 @@ public enum Timestamp {
         return text + "Z"
     }
 }
+
+extension Timestamp {
+    /// Parses RFC 3339 (`2026-11-21T05:12:19Z`, `…19.5+02:00`) to µs since the epoch.
+    public static func parseRFC3339(_ text: String) -> Int64? {
+        let t = Array(text.utf8)
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= t.count else { return nil }
+            var value = 0
+            for byte in t[range] {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value * 10 + Int(byte - 0x30)
+            }
+            return value
+        }
+        guard t.count >= 20, t[4] == UInt8(ascii: "-"), t[7] == UInt8(ascii: "-"), t[10] | 0x20 == UInt8(ascii: "t"),
+              t[13] == UInt8(ascii: ":"), t[16] == UInt8(ascii: ":"),
+              let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        var index = 19
+        var fraction = 0
+        if index < t.count, t[index] == UInt8(ascii: ".") {
+            index += 1
+            var digits = 0
+            while index < t.count, t[index] >= 0x30, t[index] <= 0x39 {
+                if digits < 6 { fraction = fraction * 10 + Int(t[index] - 0x30) }
+                digits += 1
+                index += 1
+            }
+            guard digits > 0 else { return nil }
+            for _ in min(digits, 6)..<6 { fraction *= 10 }
+        }
+        guard index < t.count else { return nil }
+        var offset = 0
+        if t[index] | 0x20 == UInt8(ascii: "z") {
+            guard index + 1 == t.count else { return nil }
+        } else {
+            guard t[index] == UInt8(ascii: "+") || t[index] == UInt8(ascii: "-"), index + 6 == t.count,
+                  t[index + 3] == UInt8(ascii: ":"), let hours = number(index + 1..<index + 3), let minutes = number(index + 4..<index + 6),
+                  hours < 24, minutes < 60 else { return nil }
+            offset = (hours * 60 + minutes) * 60 * (t[index] == UInt8(ascii: "-") ? -1 : 1)
+        }
+        // Days from civil (proleptic Gregorian).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        return Int64(seconds) * 1_000_000 + Int64(fraction)
+    }
+}

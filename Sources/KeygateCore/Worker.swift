@@ -5,13 +5,14 @@ import Cryptography
 import FastCGI
 import HTTP
 import Posix
+import Keys
 import Postgres
 import Prefork
 
 /// A worker's life: accept a FastCGI request, answer it, record it on the scoreboard,
 /// until asked to stop or `max_requests` is reached.
 enum Worker {
-    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int) -> Int32 {
+    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8]) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "worker")
         let board = pool.scoreboard
         do {
@@ -36,8 +37,15 @@ enum Worker {
             logger.error("cannot read the database settings", [("error", String(describing: error))])
             return 1
         }
+        let hasher: KeyHasher
+        do {
+            hasher = try KeyHasher(pepper: pepper)
+        } catch {
+            logger.error("cannot set up key hashing", [("error", String(describing: error))])
+            return 1
+        }
         let context = AppContext(configuration: configuration, logger: logger, pool: PoolView(scoreboard: board),
-                                 database: database, requiredSchemaVersion: requiredSchemaVersion)
+                                 database: database, requiredSchemaVersion: requiredSchemaVersion, hasher: hasher)
         let application = Application(context: context)
         let limits = RequestLimits(maxBodyBytes: configuration.maxBodyBytes)
         board.setState(pool.slot, .idle)

@@ -120,10 +120,26 @@ struct ApplicationTests {
         #expect(response.body.isEmpty)
     }
 
-    @Test("the route table without debug routes")
+    @Test("the route table without debug routes: operations first, every SPEC key route, no debug route")
     func routeNames() {
-        #expect(app.context.routeNames == ["GET /healthz", "GET /readyz", "GET /metrics", "GET /status"])
-        #expect(app.router.routes.count == app.context.routeNames.count)
+        let names = app.context.routeNames
+        #expect(Array(names.prefix(4)) == ["GET /healthz", "GET /readyz", "GET /metrics", "GET /status"])
+        for route in ["POST /api/v1/admin/api-keys", "PATCH /api/v1/admin/api-keys/{id}", "POST /api/v1/admin/api-keys/{id}/rotate",
+                      "GET /api/v1/admin/audit-log", "POST /api/v1/admin/users", "GET /api/v1/auth/key", "DELETE /api/v1/auth/keys/{id}"] {
+            #expect(names.contains(route), "missing \(route)")
+        }
+        #expect(Set(names).count == names.count)
+        #expect(!names.contains { $0.contains("/debug/") })
+        #expect(app.router.routes.count == names.count)
+    }
+
+    @Test("protected routes answer 401 without a key, before touching any store")
+    func unauthenticated() throws {
+        for (method, path) in [("GET", "/api/v1/admin/api-keys"), ("POST", "/api/v1/admin/users"), ("GET", "/api/v1/auth/key")] {
+            let (response, _) = app.respond(to: request(method, path))
+            #expect(response.status == .unauthorized)
+            #expect(response.headers["WWW-Authenticate"] == #"Bearer realm="keygate""#)
+        }
     }
 
     @Test("/debug/sleep does not exist when debug routes are off")

@@ -139,3 +139,10 @@ kg_wait_ok() {
   done
   kg_die "$url did not answer 200"
 }
+
+# kg_make_pepper FILE: a 48-byte random secret, base64, mode 0600, kept across runs
+# (a new pepper would invalidate every stored key).
+kg_make_pepper() {
+  [[ -s $1 ]] && return 0
+  (umask 077 && openssl rand -base64 48 > "$1") || kg_die "cannot write the pepper $1"
+}

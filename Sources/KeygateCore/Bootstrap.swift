@@ -1,0 +1,56 @@
+import Keys
+import Posix
+import Postgres
+import Storage
+
+/// `keygate bootstrap`: migrate, make the first admin key (once), seed the core symbols.
+public enum Bootstrap {
+    public struct Outcome: Sendable {
+        public let appliedMigrations: [Int]
+        /// The raw key, when one was made (shown once, never stored).
+        public let adminKey: String?
+        public let adminKeyID: String?
+        public let seededSymbols: Int
+    }
+
+    public static func run(configuration: Configuration, force: Bool) throws -> Outcome {
+        let connection = PostgresConnection(connectionString: try configuration.connectionString(direct: true), statementTimeoutMilliseconds: 0)
+        let migrations = try Migration.load(directory: configuration.migrationsDirectory)
+        let applied = try MigrationRunner(connection: connection, migrations: migrations).up().map(\.version)
+
+        var rawKey: String?
+        var keyID: String?
+        let existing = try connection.query("SELECT count(*) AS n FROM api_keys WHERE 'admin' = ANY(scopes) AND active AND (expires_at IS NULL OR expires_at > now())")
+        let activeAdmins = try existing.first?.decode("n", as: Int.self) ?? 0
+        if force || activeAdmins == 0 {
+            let hasher = try KeyHasher(pepper: try KeyHasher.pepper(fromFile: configuration.pepperFile))
+            let key = try APIKey.generate(prefix: configuration.keyPrefix, environment: .live)
+            let record = try KeyStore(connection: connection).create(
+                NewKey(hash: hasher.hash(key), keyPrefix: key.displayPrefix, name: "bootstrap admin", environment: "live",
+                       userID: nil, scopes: ["admin"]),
+                by: .operatorOnHost)
+            rawKey = key.rawValue
+            keyID = record.id
+        }
+        return Outcome(appliedMigrations: applied, adminKey: rawKey, adminKeyID: keyID,
+                       seededSymbols: try seedSymbols(directory: configuration.migrationsDirectory + "/seeds", on: connection))
+    }
+
+    /// Inserts `seeds/core-symbols.csv` rows that are not there yet; returns how many.
+    static func seedSymbols(directory: String, on connection: PostgresConnection) throws -> Int {
+        guard let bytes = Files.read(directory + "/core-symbols.csv"), let text = String(validating: bytes, as: UTF8.self) else {
+            return 0
+        }
+        var inserted = 0
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") && line.contains(",") {
+            let fields = line.split(separator: ",").map { String($0).trimmingSpaces }
+            guard fields.count == 2 else { continue }
+            let rows = try connection.query("""
+                INSERT INTO tracked_symbols (symbol, asset_class) VALUES (\(fields[0].uppercased()), \(fields[1]))
+                ON CONFLICT (symbol) DO NOTHING
+                """)
+            inserted += rows.affectedRows
+        }
+        return inserted
+    }
+}

@@ -1,0 +1,75 @@
+import HTTP
+import Postgres
+import Storage
+
+/// Per-key request log and usage summary, in the API's shape.
+struct RequestLogEntry: Encodable {
+    let entry: UsageEntry
+
+    enum CodingKeys: String, CodingKey { case at, method, path, statusCode, responseTimeMs, remoteAddr }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(time(entry.at), forKey: .at)
+        try c.encode(entry.method, forKey: .method)
+        try c.encode(entry.path, forKey: .path)
+        try c.encode(entry.statusCode, forKey: .statusCode)
+        try c.encode(entry.responseTimeMicroseconds.map { Double($0) / 1000 }, forKey: .responseTimeMs)
+        try c.encode(entry.remoteAddress, forKey: .remoteAddr)
+    }
+}
+
+struct UsageSummary: Encodable {
+    struct Latency: Encodable {
+        let p50: Double?, p95: Double?, p99: Double?
+
+        enum CodingKeys: String, CodingKey { case p50, p95, p99 }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(p50, forKey: .p50)
+            try c.encode(p95, forKey: .p95)
+            try c.encode(p99, forKey: .p99)
+        }
+    }
+    struct Quota: Encodable {
+        let dailyUsed: Int, dailyRemaining: Int?, monthlyUsed: Int, monthlyRemaining: Int?
+
+        enum CodingKeys: String, CodingKey { case dailyUsed, dailyRemaining, monthlyUsed, monthlyRemaining }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(dailyUsed, forKey: .dailyUsed)
+            try c.encode(dailyRemaining, forKey: .dailyRemaining)
+            try c.encode(monthlyUsed, forKey: .monthlyUsed)
+            try c.encode(monthlyRemaining, forKey: .monthlyRemaining)
+        }
+    }
+
+    let keyId: String
+    let from: String
+    let to: String
+    let total: Int
+    let byStatusClass: [String: Int]
+    let byRoute: [String: Int]
+    let latencyMs: Latency
+    let quota: Quota
+}
+
+/// Thin adapters from Storage's usage reads to the API bodies.
+enum UsageQueries {
+    static func requestLog(keyID: String, limit: Int, cursor: String?, on db: PostgresConnection) throws -> ListBody<RequestLogEntry> {
+        let page = try Storage.UsageQueries.requestLog(keyID: keyID, limit: limit, cursor: cursor, on: db)
+        return ListBody(items: page.items.map(RequestLogEntry.init(entry:)), nextCursor: page.nextCursor)
+    }
+
+    static func summary(key: KeyRecord, from: Int64, to: Int64, on db: PostgresConnection) throws -> UsageSummary {
+        let totals = try Storage.UsageQueries.totals(keyID: key.id, from: from, to: to, on: db)
+        func ms(_ micros: Double?) -> Double? { micros.map { ($0 / 1000 * 1000).rounded() / 1000 } }
+        return UsageSummary(
+            keyId: key.id, from: time(from), to: time(to), total: totals.total, byStatusClass: totals.byStatusClass,
+            byRoute: totals.byRoute, latencyMs: .init(p50: ms(totals.p50Microseconds), p95: ms(totals.p95Microseconds), p99: ms(totals.p99Microseconds)),
+            quota: .init(dailyUsed: totals.usedToday, dailyRemaining: key.limits.quotaDaily.map { max(0, $0 - totals.usedToday) },
+                         monthlyUsed: totals.usedThisMonth, monthlyRemaining: key.limits.quotaMonthly.map { max(0, $0 - totals.usedThisMonth) }))
+    }
+}

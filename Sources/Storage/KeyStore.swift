@@ -1,0 +1,222 @@
+import Postgres
+
+/// API keys in PostgreSQL. Every change writes its audit row in the same transaction.
+public final class KeyStore {
+    let db: PostgresConnection
+
+    public init(connection: PostgresConnection) {
+        db = connection
+    }
+
+    static let columns = """
+        id::text AS id, name, key_prefix, environment, user_id::text AS user_id, scopes, allowed_paths,
+        allowed_ips::text[] AS allowed_ips, rate_limit_per_minute, rate_limit_per_hour, burst, quota_daily, quota_monthly,
+        active, (extract(epoch FROM created_at) * 1000000)::bigint AS created_at,
+        (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_at,
+        (extract(epoch FROM expires_at) * 1000000)::bigint AS expires_at,
+        (extract(epoch FROM last_used_at) * 1000000)::bigint AS last_used_at, last_used_endpoint, request_count,
+        (extract(epoch FROM revoked_at) * 1000000)::bigint AS revoked_at, rotated_from::text AS rotated_from
+        """
+
+    static func record(_ row: PostgresRow) throws(PostgresDecodingError) -> KeyRecord {
+        KeyRecord(
+            id: try row.decode("id"), name: try row.decode("name"), keyPrefix: try row.decode("key_prefix"),
+            environment: try row.decode("environment"), userID: try row.decode("user_id", as: String?.self),
+            scopes: try row.decode("scopes"), allowedPaths: try row.decode("allowed_paths"),
+            allowedIPs: try row.decode("allowed_ips"),
+            limits: KeyLimits(rateLimitPerMinute: try row.decode("rate_limit_per_minute", as: Int?.self),
+                              rateLimitPerHour: try row.decode("rate_limit_per_hour", as: Int?.self),
+                              burst: try row.decode("burst", as: Int?.self),
+                              quotaDaily: try row.decode("quota_daily", as: Int?.self),
+                              quotaMonthly: try row.decode("quota_monthly", as: Int?.self)),
+            active: try row.decode("active"), createdAt: try row.decode("created_at"), updatedAt: try row.decode("updated_at"),
+            expiresAt: try row.decode("expires_at", as: Int64?.self), lastUsedAt: try row.decode("last_used_at", as: Int64?.self),
+            lastUsedEndpoint: try row.decode("last_used_endpoint", as: String?.self), requestCount: try row.decode("request_count"),
+            revokedAt: try row.decode("revoked_at", as: Int64?.self), rotatedFrom: try row.decode("rotated_from", as: String?.self)
+        )
+    }
+
+    static func records(_ rows: PostgresRows) throws(StoreError) -> [KeyRecord] {
+        var result: [KeyRecord] = []
+        for row in rows {
+            do { result.append(try record(row)) } catch {
+                throw .database(PostgresError(kind: .other, sqlState: nil, message: error.description))
+            }
+        }
+        return result
+    }
+
+    // MARK: Reads
+
+    /// The key with this hash (the authentication lookup; uses the unique index).
+    public func find(hash: [UInt8]) throws(StoreError) -> KeyRecord? {
+        try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE key_hash = \(PostgresBytes(hash))") }).first
+    }
+
+    public func get(id: String) throws(StoreError) -> KeyRecord? {
+        guard isUUID(id) else { return nil }
+        return try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE id = \(id)::uuid") }).first
+    }
+
+    /// Keys oldest first, `limit` per page, filtered.
+    public func list(_ filter: KeyFilter, limit: Int, cursor: String?) throws(StoreError) -> Page<KeyRecord> {
+        let after = try Cursor.parse(cursor)
+        let rows = try storage {
+            try db.query("""
+                SELECT \(unsafeSQL: Self.columns) FROM api_keys
+                WHERE (\(filter.userID)::uuid IS NULL OR user_id = \(filter.userID)::uuid)
+                  AND (\(filter.environment)::text IS NULL OR environment = \(filter.environment))
+                  AND (\(filter.status)::text IS NULL
+                       OR (\(filter.status) = 'revoked' AND NOT active)
+                       OR (\(filter.status) = 'expired' AND active AND expires_at <= now())
+                       OR (\(filter.status) = 'active' AND active AND (expires_at IS NULL OR expires_at > now())))
+                  AND (\(after?.createdAt)::bigint IS NULL
+                       OR (created_at, id) > (to_timestamp(\(after?.createdAt)::bigint / 1000000.0), \(after?.id)::uuid))
+                ORDER BY created_at, id
+                LIMIT \(limit + 1)
+                """)
+        }
+        var items = try Self.records(rows)
+        var next: String?
+        if items.count > limit {
+            items.removeLast()
+            if let last = items.last { next = Cursor.make(createdAt: last.createdAt, id: last.id) }
+        }
+        return Page(items: items, nextCursor: next)
+    }
+
+    // MARK: Changes
+
+    public func create(_ key: NewKey, by actor: Actor) throws(StoreError) -> KeyRecord {
+        try transaction { db throws(StoreError) in
+            let record = try insert(key, on: db)
+            try Audit.append(action: "key.created", targetType: "api_key", targetID: record.id, by: actor,
+                             details: ["name": record.name, "scopes": record.scopes.joined(separator: " ")], on: db)
+            return record
+        }
+    }
+
+    /// Applies `changes`; `active` false/true revokes/restores. Nil when no such key.
+    public func update(id: String, _ changes: KeyChanges, by actor: Actor) throws(StoreError) -> KeyRecord? {
+        guard isUUID(id) else { return nil }
+        return try transaction { db throws(StoreError) -> KeyRecord? in
+            guard let before = try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE id = \(id)::uuid FOR UPDATE") }).first else {
+                return nil
+            }
+            func keep<T>(_ change: T??, _ current: T?) -> T? { change ?? current }
+            let active = changes.active ?? before.active
+            let rows = try storage {
+                try db.query("""
+                    UPDATE api_keys SET
+                        name = \(changes.name ?? before.name),
+                        scopes = \(changes.scopes ?? before.scopes)::text[],
+                        allowed_paths = \(changes.allowedPaths ?? before.allowedPaths)::text[],
+                        allowed_ips = \(changes.allowedIPs ?? before.allowedIPs)::cidr[],
+                        rate_limit_per_minute = \(keep(changes.rateLimitPerMinute, before.limits.rateLimitPerMinute)),
+                        rate_limit_per_hour = \(keep(changes.rateLimitPerHour, before.limits.rateLimitPerHour)),
+                        burst = \(keep(changes.burst, before.limits.burst)),
+                        quota_daily = \(keep(changes.quotaDaily, before.limits.quotaDaily)),
+                        quota_monthly = \(keep(changes.quotaMonthly, before.limits.quotaMonthly)),
+                        expires_at = to_timestamp(\(keep(changes.expiresAt, before.expiresAt))::bigint / 1000000.0),
+                        active = \(active),
+                        revoked_at = CASE WHEN \(active) THEN NULL ELSE coalesce(revoked_at, now()) END
+                    WHERE id = \(id)::uuid
+                    RETURNING \(unsafeSQL: Self.columns)
+                    """)
+            }
+            guard let after = try Self.records(rows).first else { return nil }
+            let action: String
+            if before.active && !after.active { action = "key.revoked" }
+            else if !before.active && after.active { action = "key.restored" }
+            else { action = "key.updated" }
+            try Audit.append(action: action, targetType: "api_key", targetID: id, by: actor,
+                             details: ["changed": Self.changedFields(changes).joined(separator: " ")], on: db)
+            return after
+        }
+    }
+
+    /// Deletes a key for good (its audit trail stays). The deleted record, or nil.
+    public func delete(id: String, by actor: Actor) throws(StoreError) -> KeyRecord? {
+        guard isUUID(id) else { return nil }
+        return try transaction { db throws(StoreError) -> KeyRecord? in
+            let rows = try storage { try db.query("DELETE FROM api_keys WHERE id = \(id)::uuid RETURNING \(unsafeSQL: Self.columns)") }
+            guard let deleted = try Self.records(rows).first else { return nil }
+            try Audit.append(action: "key.deleted", targetType: "api_key", targetID: id, by: actor, details: ["name": deleted.name], on: db)
+            return deleted
+        }
+    }
+
+    /// Rotation in one transaction: the new key (same attributes) and the old key's new
+    /// expiry (`now + grace`). Nil when no such key.
+    public func rotate(id: String, newHash: [UInt8], newPrefix: String, graceSeconds: Int, by actor: Actor) throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? {
+        guard isUUID(id) else { return nil }
+        return try transaction { db throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? in
+            guard let old = try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE id = \(id)::uuid FOR UPDATE") }).first else {
+                return nil
+            }
+            let new = try insert(NewKey(hash: newHash, keyPrefix: newPrefix, name: old.name, environment: old.environment,
+                                        userID: old.userID, scopes: old.scopes, allowedPaths: old.allowedPaths,
+                                        allowedIPs: old.allowedIPs, limits: old.limits, expiresAt: old.expiresAt,
+                                        rotatedFrom: old.id), on: db)
+            let rows = try storage {
+                try db.query("""
+                    UPDATE api_keys SET expires_at = LEAST(coalesce(expires_at, 'infinity'), now() + make_interval(secs => \(graceSeconds)))
+                    WHERE id = \(id)::uuid RETURNING \(unsafeSQL: Self.columns)
+                    """)
+            }
+            guard let expiring = try Self.records(rows).first else { return nil }
+            try Audit.append(action: "key.rotated", targetType: "api_key", targetID: id, by: actor,
+                             details: ["new_key_id": new.id, "grace_period_seconds": String(graceSeconds)], on: db)
+            return (expiring, new)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func insert(_ key: NewKey, on db: PostgresConnection) throws(StoreError) -> KeyRecord {
+        let rows = try storage {
+            try db.query("""
+                INSERT INTO api_keys (key_hash, key_prefix, name, environment, user_id, scopes, allowed_paths, allowed_ips,
+                    rate_limit_per_minute, rate_limit_per_hour, burst, quota_daily, quota_monthly, expires_at, rotated_from)
+                VALUES (\(PostgresBytes(key.hash)), \(key.keyPrefix), \(key.name), \(key.environment), \(key.userID)::uuid,
+                    \(key.scopes)::text[], \(key.allowedPaths)::text[], \(key.allowedIPs)::cidr[],
+                    \(key.limits.rateLimitPerMinute), \(key.limits.rateLimitPerHour), \(key.limits.burst),
+                    \(key.limits.quotaDaily), \(key.limits.quotaMonthly),
+                    to_timestamp(\(key.expiresAt)::bigint / 1000000.0), \(key.rotatedFrom)::uuid)
+                RETURNING \(unsafeSQL: Self.columns)
+                """)
+        }
+        guard let record = try Self.records(rows).first else {
+            throw .database(PostgresError(kind: .other, sqlState: nil, message: "INSERT returned no row"))
+        }
+        return record
+    }
+
+    static func changedFields(_ changes: KeyChanges) -> [String] {
+        var names: [String] = []
+        if changes.name != nil { names.append("name") }
+        if changes.active != nil { names.append("active") }
+        if changes.scopes != nil { names.append("scopes") }
+        if changes.allowedPaths != nil { names.append("allowed_paths") }
+        if changes.allowedIPs != nil { names.append("allowed_ips") }
+        if changes.rateLimitPerMinute != nil { names.append("rate_limit_per_minute") }
+        if changes.rateLimitPerHour != nil { names.append("rate_limit_per_hour") }
+        if changes.burst != nil { names.append("burst") }
+        if changes.quotaDaily != nil { names.append("quota_daily") }
+        if changes.quotaMonthly != nil { names.append("quota_monthly") }
+        if changes.expiresAt != nil { names.append("expires_at") }
+        return names
+    }
+
+    func transaction<T>(_ body: (PostgresConnection) throws(StoreError) -> T) throws(StoreError) -> T {
+        do {
+            return try db.transaction { db in try body(db) }
+        } catch let error as StoreError {
+            throw error
+        } catch let error as PostgresError {
+            throw .database(error)
+        } catch {
+            throw .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
+        }
+    }
+}

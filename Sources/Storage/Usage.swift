@@ -1,0 +1,111 @@
+import Postgres
+
+/// One logged request of a key.
+public struct UsageEntry: Sendable {
+    public let at: Int64
+    public let method: String?
+    public let path: String?
+    public let statusCode: Int?
+    public let responseTimeMicroseconds: Int?
+    public let remoteAddress: String?
+    /// Keyset position of this row (for the next page).
+    let cursor: String
+}
+
+/// Aggregates over a key's requests in a time range.
+public struct UsageTotals: Sendable {
+    public let total: Int
+    public let byStatusClass: [String: Int]
+    public let byRoute: [String: Int]
+    public let p50Microseconds: Double?
+    public let p95Microseconds: Double?
+    public let p99Microseconds: Double?
+    public let usedToday: Int
+    public let usedThisMonth: Int
+}
+
+/// Reads of `api_key_usage` (filled by the housekeeper from the shared-memory ring).
+public enum UsageQueries {
+    public static func requestLog(keyID: String, limit: Int, cursor: String?, on db: PostgresConnection) throws(StoreError) -> Page<UsageEntry> {
+        var after: (Int64, Int64)?
+        if let cursor {
+            let parts = cursor.split(separator: ".")
+            guard parts.count == 2, let at = Int64(parts[0]), let ctid = Int64(parts[1]) else { throw .invalidCursor }
+            after = (at, ctid)
+        }
+        // Newest first; ties on `at` broken by a row number within the page's query.
+        let rows = try storage {
+            try db.query("""
+                SELECT (extract(epoch FROM at) * 1000000)::bigint AS at, method, path, status_code::int AS status_code,
+                       response_time_us, host(remote_addr) AS remote_addr
+                FROM api_key_usage
+                WHERE key_id = \(keyID)::uuid
+                  AND (\(after?.0)::bigint IS NULL OR at < to_timestamp(\(after?.0)::bigint / 1000000.0))
+                ORDER BY at DESC LIMIT \(limit + 1)
+                """)
+        }
+        var items: [UsageEntry] = try storage {
+            try rows.map { row in
+                let at: Int64 = try row.decode("at")
+                return UsageEntry(at: at, method: try row.decode("method", as: String?.self), path: try row.decode("path", as: String?.self),
+                                  statusCode: try row.decode("status_code", as: Int?.self),
+                                  responseTimeMicroseconds: try row.decode("response_time_us", as: Int?.self),
+                                  remoteAddress: try row.decode("remote_addr", as: String?.self), cursor: "\(at).0")
+            }
+        }
+        var next: String?
+        if items.count > limit {
+            items.removeLast()
+            next = items.last?.cursor
+        }
+        return Page(items: items, nextCursor: next)
+    }
+
+    public static func totals(keyID: String, from: Int64, to: Int64, on db: PostgresConnection) throws(StoreError) -> UsageTotals {
+        let summary = try storage {
+            try db.query("""
+                SELECT count(*)::bigint AS total,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_us) AS p50,
+                       percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_us) AS p95,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY response_time_us) AS p99
+                FROM api_key_usage
+                WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
+                """)
+        }
+        let classes = try storage {
+            try db.query("""
+                SELECT (status_code / 100)::text || 'xx' AS class, count(*)::bigint AS n FROM api_key_usage
+                WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
+                  AND status_code IS NOT NULL
+                GROUP BY 1
+                """)
+        }
+        let routes = try storage {
+            try db.query("""
+                SELECT coalesce(route, 'unknown') AS route, count(*)::bigint AS n FROM api_key_usage
+                WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
+                GROUP BY 1
+                """)
+        }
+        let quota = try storage {
+            try db.query("""
+                SELECT count(*) FILTER (WHERE at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::bigint AS today,
+                       count(*)::bigint AS month
+                FROM api_key_usage
+                WHERE key_id = \(keyID)::uuid AND at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                """)
+        }
+        return try storage {
+            let row = summary.first
+            var byClass: [String: Int] = [:]
+            for entry in classes { byClass[try entry.decode("class")] = try entry.decode("n") }
+            var byRoute: [String: Int] = [:]
+            for entry in routes { byRoute[try entry.decode("route")] = try entry.decode("n") }
+            return UsageTotals(
+                total: try row?.decode("total", as: Int.self) ?? 0, byStatusClass: byClass, byRoute: byRoute,
+                p50Microseconds: try row?.decode("p50", as: Double?.self), p95Microseconds: try row?.decode("p95", as: Double?.self),
+                p99Microseconds: try row?.decode("p99", as: Double?.self),
+                usedToday: try quota.first?.decode("today", as: Int.self) ?? 0, usedThisMonth: try quota.first?.decode("month", as: Int.self) ?? 0)
+        }
+    }
+}

@@ -1,0 +1,370 @@
+"""API keys end to end, over HTTPS through nginx to the pool and PostgreSQL."""
+import glob
+import os
+import subprocess
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+ADMIN = "/api/v1/admin"
+CREATED_KEYS = []  # every raw key any test saw, for the no-secrets-anywhere test
+
+
+@pytest.fixture(scope="module")
+def admin_key(stack):
+    path = os.environ.get("KG_ADMIN_KEY_FILE")
+    if not path:
+        pytest.fail("KG_ADMIN_KEY_FILE is not set: run through scripts/test") if os.environ.get("CI") == "true" else pytest.skip("no admin key")
+    with open(path) as f:
+        key = f.read().strip()
+    CREATED_KEYS.append(key)
+    return key
+
+
+class Api:
+    def __init__(self, stack, key):
+        self.stack, self.key, self.session = stack, key, stack.session()
+
+    def call(self, method, path, key=None, json=None, headers=None, **kwargs):
+        h = {"X-API-Key": key if key is not None else self.key}
+        if key == "":
+            h = {}
+        h.update(headers or {})
+        return self.session.request(method, self.stack.base + path, json=json, headers=h, timeout=10, **kwargs)
+
+    def create_key(self, expect=201, **body):
+        body.setdefault("name", "test-" + uuid.uuid4().hex[:8])
+        r = self.call("POST", ADMIN + "/api-keys", json=body)
+        assert r.status_code == expect, r.text
+        if r.status_code == 201:
+            CREATED_KEYS.append(r.json()["key"])
+        return r.json()
+
+
+@pytest.fixture()
+def api(stack, admin_key):
+    return Api(stack, admin_key)
+
+
+def problem(r, status):
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status and body["request_id"] == r.headers["X-Request-Id"]
+    return body
+
+
+def in_future(seconds):
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+# --- creation, reading, listing ---
+
+def test_create_returns_raw_key_once_and_metadata(api):
+    created = api.create_key(scopes=["keys:read"], environment="test", rate_limit_per_minute=10, allowed_paths=["/api/v1/admin"])
+    assert created["key"].startswith("mdw_test_") and len(created["key"]) == len("mdw_test_") + 38
+    assert created["key_prefix"] == created["key"][:12]
+    for field in ("id", "name", "key_prefix", "environment", "user_id", "scopes", "allowed_paths", "allowed_ips", "rate_limit_per_minute",
+                  "rate_limit_per_hour", "burst", "quota_daily", "quota_monthly", "active", "status", "created_at", "expires_at",
+                  "last_used_at", "last_used_endpoint", "request_count", "revoked_at", "rotated_from"):
+        assert field in created, field
+    assert created["status"] == "active" and created["scopes"] == ["keys:read"]
+    shown = api.call("GET", f"{ADMIN}/api-keys/{created['id']}").json()
+    assert "key" not in shown and "key_hash" not in shown
+    assert {k: v for k, v in created.items() if k != "key"} == shown
+
+
+def test_list_filters_and_paginates_every_key_exactly_once(api):
+    ids = {api.create_key(environment="test", scopes=[])["id"] for _ in range(5)}
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, "environment": "test"} | ({"cursor": cursor} if cursor else {})
+        body = api.call("GET", ADMIN + "/api-keys", params=params).json()
+        assert len(body["items"]) <= 2
+        seen += [item["id"] for item in body["items"]]
+        assert all(item["environment"] == "test" and "key" not in item for item in body["items"])
+        cursor, pages = body["next_cursor"], pages + 1
+        if cursor is None:
+            break
+    assert ids <= set(seen) and len(seen) == len(set(seen)) and pages >= 3
+    problem(api.call("GET", ADMIN + "/api-keys", params={"limit": 0}), 400)
+    problem(api.call("GET", ADMIN + "/api-keys", params={"limit": 501}), 400)
+    problem(api.call("GET", ADMIN + "/api-keys", params={"cursor": "garbage"}), 400)
+    problem(api.call("GET", ADMIN + "/api-keys", params={"status": "weird"}), 400)
+
+
+def test_unknown_key_id_is_404(api):
+    problem(api.call("GET", f"{ADMIN}/api-keys/{uuid.uuid4()}"), 404)
+    problem(api.call("GET", f"{ADMIN}/api-keys/not-a-uuid"), 404)
+    problem(api.call("PATCH", f"{ADMIN}/api-keys/{uuid.uuid4()}", json={"name": "x"}), 404)
+    problem(api.call("DELETE", f"{ADMIN}/api-keys/{uuid.uuid4()}"), 404)
+    problem(api.call("POST", f"{ADMIN}/api-keys/{uuid.uuid4()}/rotate", json={}), 404)
+
+
+@pytest.mark.parametrize("body,status,field", [
+    (b"{not json", 400, None),
+    (b"[]", 400, None),
+    (b"", 400, None),
+    (b'{"scopes": ["keys:read"]}', 422, "name"),
+    (b'{"name": 5}', 422, "name"),
+    (b'{"name": ""}', 422, "name"),
+    (b'{"name": "x", "scopes": ["root"]}', 422, "scopes[0]"),
+    (b'{"name": "x", "environment": "prod"}', 422, "environment"),
+    (b'{"name": "x", "rate_limit_per_minute": 0}', 422, "rate_limit_per_minute"),
+    (b'{"name": "x", "allowed_ips": ["300.1.1.1"]}', 422, "allowed_ips[0]"),
+    (b'{"name": "x", "allowed_paths": ["api"]}', 422, "allowed_paths[0]"),
+    (b'{"name": "x", "expires_at": "tomorrow"}', 422, "expires_at"),
+    (b'{"name": "x", "expires_at": "2001-01-01T00:00:00Z"}', 422, "expires_at"),
+    (b'{"name": "x", "expires_in_days": 0}', 422, "expires_in_days"),
+    (b'{"name": "x", "user_id": "nope"}', 422, "user_id"),
+])
+def test_bad_create_bodies_name_the_field_and_change_nothing(api, body, status, field):
+    before = len(api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"])
+    r = api.call("POST", ADMIN + "/api-keys", data=body, headers={"Content-Type": "application/json"})
+    payload = problem(r, status)
+    if field:
+        assert payload["field"] == field
+    assert len(api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"]) == before
+
+
+def test_user_must_exist_and_plan_tier_gives_default_limits(api):
+    problem(api.call("POST", ADMIN + "/api-keys", json={"name": "x", "user_id": str(uuid.uuid4())}), 422)
+    user = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "plan_tier": "free"}).json()
+    key = api.create_key(user_id=user["id"], rate_limit_per_minute=5)
+    assert key["rate_limit_per_minute"] == 5  # given
+    assert key["rate_limit_per_hour"] == 1000 and key["quota_daily"] == 10000  # free tier defaults
+
+
+# --- the one 401 ---
+
+def test_missing_malformed_unknown_expired_revoked_all_get_the_same_401(api):
+    expiring = api.create_key(scopes=["self"], expires_at=in_future(2))
+    revoked = api.create_key(scopes=["self"])
+    api.call("PATCH", f"{ADMIN}/api-keys/{revoked['id']}", json={"active": False})
+    time.sleep(2.5)
+    unknown = "mdw_live_" + "A" * 32
+    import zlib
+    def with_checksum(head):
+        alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+        value, digits = zlib.crc32(head.encode()), ""
+        for _ in range(6):
+            digits = alphabet[value % 62] + digits
+            value //= 62
+        return head + digits
+    attempts = {
+        "missing": {},
+        "malformed": {"X-API-Key": "not-a-key"},
+        "bad checksum": {"X-API-Key": unknown + "000000"},
+        "unknown": {"X-API-Key": with_checksum(unknown)},
+        "expired": {"X-API-Key": expiring["key"]},
+        "revoked": {"Authorization": "Bearer " + revoked["key"]},
+    }
+    bodies = {}
+    for name, headers in attempts.items():
+        r = api.session.get(api.stack.base + "/api/v1/auth/key", headers=headers, timeout=10)
+        body = problem(r, 401)
+        assert r.headers["WWW-Authenticate"] == 'Bearer realm="keygate"'
+        del body["request_id"]
+        bodies[name] = body
+    assert len({repr(sorted(b.items())) for b in bodies.values()}) == 1, bodies
+
+
+def test_bearer_and_header_both_work_query_parameter_does_not(api):
+    assert api.session.get(api.stack.base + "/api/v1/auth/key", headers={"Authorization": "Bearer " + api.key}).status_code == 200
+    assert api.session.get(api.stack.base + "/api/v1/auth/key", headers={"X-API-Key": api.key}).status_code == 200
+    problem(api.session.get(api.stack.base + "/api/v1/auth/key", params={"api_key": api.key}), 401)
+
+
+# --- 403: scope, path, IP ---
+
+def test_scope_path_and_ip_denials(api):
+    reader = api.create_key(scopes=["keys:read"])
+    problem(api.call("POST", ADMIN + "/api-keys", key=reader["key"], json={"name": "x"}), 403)
+    problem(api.call("GET", ADMIN + "/users", key=reader["key"]), 403)
+    assert api.call("GET", ADMIN + "/api-keys", key=reader["key"]).status_code == 200
+
+    pathed = api.create_key(scopes=["keys:read", "users:read"], allowed_paths=["/api/v1/admin/users"])
+    assert api.call("GET", ADMIN + "/users", key=pathed["key"]).status_code == 200
+    problem(api.call("GET", ADMIN + "/api-keys", key=pathed["key"]), 403)
+
+    elsewhere = api.create_key(scopes=["keys:read"], allowed_ips=["10.1.2.0/24"])
+    problem(api.call("GET", ADMIN + "/api-keys", key=elsewhere["key"]), 403)
+    # A client claiming an allowed address in headers changes nothing.
+    for header in ("X-Forwarded-For", "X-Real-IP", "Forwarded"):
+        value = "for=10.1.2.3" if header == "Forwarded" else "10.1.2.3"
+        problem(api.call("GET", ADMIN + "/api-keys", key=elsewhere["key"], headers={header: value}), 403)
+    local = api.create_key(scopes=["keys:read"], allowed_ips=["127.0.0.0/8", "::1"])
+    assert api.call("GET", ADMIN + "/api-keys", key=local["key"]).status_code == 200
+
+
+def test_no_privilege_escalation(api):
+    writer = api.create_key(scopes=["keys:write", "keys:read"])
+    problem(api.call("POST", ADMIN + "/api-keys", key=writer["key"], json={"name": "x", "scopes": ["admin"]}), 403)
+    problem(api.call("POST", ADMIN + "/api-keys", key=writer["key"], json={"name": "x", "scopes": ["users:write"]}), 403)
+    ok = api.call("POST", ADMIN + "/api-keys", key=writer["key"], json={"name": "x", "scopes": ["keys:read"]})
+    assert ok.status_code == 201
+    CREATED_KEYS.append(ok.json()["key"])
+    mine = ok.json()["id"]
+    problem(api.call("PATCH", f"{ADMIN}/api-keys/{mine}", key=writer["key"], json={"scopes": ["admin"]}), 403)
+    stronger = api.create_key(scopes=["users:write"])
+    problem(api.call("PATCH", f"{ADMIN}/api-keys/{stronger['id']}", key=writer["key"], json={"active": False}), 403)
+    problem(api.call("DELETE", f"{ADMIN}/api-keys/{stronger['id']}", key=writer["key"]), 403)
+    problem(api.call("POST", f"{ADMIN}/api-keys/{stronger['id']}/rotate", key=writer["key"], json={}), 403)
+    # Self-service cannot exceed the caller's scopes either.
+    user = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com"}).json()
+    selfish = api.create_key(scopes=["self"], user_id=user["id"])
+    problem(api.call("POST", "/api/v1/auth/keys", key=selfish["key"], json={"name": "x", "scopes": ["keys:read"]}), 403)
+    assert api.call("GET", f"{ADMIN}/api-keys/{stronger['id']}").json()["active"] is True
+
+
+# --- changes take effect on the next request ---
+
+def test_revoke_restore_delete_take_effect_on_the_next_request(api):
+    key = api.create_key(scopes=["self"])
+    assert api.call("GET", "/api/v1/auth/key", key=key["key"]).status_code == 200
+    r = api.call("PUT", f"{ADMIN}/api-keys/{key['id']}", json={"active": False})
+    assert r.status_code == 200 and r.json()["status"] == "revoked" and r.json()["revoked_at"]
+    problem(api.call("GET", "/api/v1/auth/key", key=key["key"]), 401)
+    r = api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": True})
+    assert r.json()["status"] == "active" and r.json()["revoked_at"] is None
+    assert api.call("GET", "/api/v1/auth/key", key=key["key"]).status_code == 200
+    assert api.call("DELETE", f"{ADMIN}/api-keys/{key['id']}").status_code == 204
+    problem(api.call("GET", "/api/v1/auth/key", key=key["key"]), 401)
+    problem(api.call("GET", f"{ADMIN}/api-keys/{key['id']}"), 404)
+    actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
+               if e["target_id"] == key["id"]]
+    assert actions == ["key.created", "key.revoked", "key.restored", "key.deleted"]
+
+
+def test_edits_apply_and_are_audited(api):
+    key = api.create_key(scopes=["keys:read"], rate_limit_per_minute=5)
+    r = api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"name": "renamed", "rate_limit_per_minute": None, "scopes": ["self"]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["name"] == "renamed" and body["rate_limit_per_minute"] is None and body["scopes"] == ["self"]
+    problem(api.call("GET", ADMIN + "/api-keys", key=key["key"]), 403)  # lost keys:read at once
+    problem(api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={}), 422)
+    problem(api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"burst": -1}), 422)
+    entry = [e for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
+             if e["target_id"] == key["id"] and e["action"] == "key.updated"][0]
+    assert entry["actor_key_id"] and entry["remote_addr"] == "127.0.0.1" and len(entry["request_id"]) == 32
+    assert set(entry["details"]["changed"].split()) == {"name", "rate_limit_per_minute", "scopes"}
+
+
+def test_rotation_without_and_with_grace(api):
+    old = api.create_key(scopes=["self"])
+    r = api.call("POST", f"{ADMIN}/api-keys/{old['id']}/rotate", json={"grace_period_seconds": 0})
+    assert r.status_code == 201
+    new = r.json()
+    CREATED_KEYS.append(new["key"])
+    assert new["rotated_from"] == old["id"] and new["scopes"] == ["self"] and new["key"] != old["key"]
+    problem(api.call("GET", "/api/v1/auth/key", key=old["key"]), 401)
+    assert api.call("GET", "/api/v1/auth/key", key=new["key"]).status_code == 200
+
+    graced = api.create_key(scopes=["self"])
+    r = api.call("POST", f"{ADMIN}/api-keys/{graced['id']}/rotate", json={"grace_period_seconds": 2})
+    successor = r.json()
+    CREATED_KEYS.append(successor["key"])
+    assert api.call("GET", "/api/v1/auth/key", key=graced["key"]).status_code == 200
+    assert api.call("GET", "/api/v1/auth/key", key=successor["key"]).status_code == 200
+    time.sleep(2.5)
+    problem(api.call("GET", "/api/v1/auth/key", key=graced["key"]), 401)
+    assert api.call("GET", "/api/v1/auth/key", key=successor["key"]).status_code == 200
+    problem(api.call("POST", f"{ADMIN}/api-keys/{successor['id']}/rotate", json={"grace_period_seconds": 604801}), 422)
+    problem(api.call("POST", f"{ADMIN}/api-keys/{graced['id']}/rotate", json={}), 409)  # expired keys do not rotate
+
+
+def test_key_audit_and_usage_routes_answer(api):
+    key = api.create_key(scopes=["self"], quota_daily=100)
+    log = api.call("GET", f"{ADMIN}/api-keys/{key['id']}/audit").json()
+    assert log == {"items": [], "next_cursor": None}  # usage rows arrive with the housekeeper (issue 5)
+    usage = api.call("GET", f"{ADMIN}/api-keys/{key['id']}/usage").json()
+    assert usage["key_id"] == key["id"] and usage["total"] == 0
+    assert usage["quota"] == {"daily_used": 0, "daily_remaining": 100, "monthly_used": 0, "monthly_remaining": None}
+    assert set(usage["latency_ms"]) == {"p50", "p95", "p99"}
+    problem(api.call("GET", f"{ADMIN}/api-keys/{key['id']}/usage", params={"from": "yesterday"}), 400)
+
+
+# --- users ---
+
+def test_users_routes(api):
+    email = f"{uuid.uuid4().hex[:8]}@Example.com"
+    created = api.call("POST", ADMIN + "/users", json={"email": email, "plan_tier": "pro", "external_id": "whop_" + uuid.uuid4().hex[:6]})
+    assert created.status_code == 201
+    user = created.json()
+    assert set(user) == {"id", "email", "plan_tier", "external_id", "created_at", "updated_at"}
+    problem(api.call("POST", ADMIN + "/users", json={"email": email.lower()}), 409)  # unique, case-insensitively
+    problem(api.call("POST", ADMIN + "/users", json={"email": "not-an-email"}), 422)
+    problem(api.call("POST", ADMIN + "/users", json={"email": "a@b.co", "plan_tier": "gold"}), 422)
+    assert api.call("GET", f"{ADMIN}/users/{user['id']}").json() == user
+    problem(api.call("GET", f"{ADMIN}/users/{uuid.uuid4()}"), 404)
+    patched = api.call("PATCH", f"{ADMIN}/users/{user['id']}", json={"plan_tier": "enterprise", "external_id": None}).json()
+    assert patched["plan_tier"] == "enterprise" and patched["external_id"] is None
+    assert api.call("PUT", f"{ADMIN}/users/{user['id']}", json={"email": "new-" + email}).json()["email"] == "new-" + email
+    assert any(u["id"] == user["id"] for u in api.call("GET", ADMIN + "/users", params={"limit": 500}).json()["items"])
+    actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"] if e["target_id"] == user["id"]]
+    assert actions == ["user.created", "user.updated", "user.updated"]
+
+
+# --- self-service ---
+
+def test_self_service_manages_only_the_callers_users_keys(api):
+    alice = api.call("POST", ADMIN + "/users", json={"email": f"alice-{uuid.uuid4().hex[:6]}@example.com"}).json()
+    bob = api.call("POST", ADMIN + "/users", json={"email": f"bob-{uuid.uuid4().hex[:6]}@example.com"}).json()
+    a = api.create_key(scopes=["self", "keys:read"], user_id=alice["id"])
+    b = api.create_key(scopes=["self"], user_id=bob["id"])
+    own = api.call("GET", "/api/v1/auth/key", key=a["key"]).json()
+    assert own["id"] == a["id"] and "quota" in own and "key" not in own
+    r = api.call("POST", "/api/v1/auth/keys", key=a["key"], json={"name": "laptop", "scopes": ["self"]})
+    assert r.status_code == 201
+    second = r.json()
+    CREATED_KEYS.append(second["key"])
+    assert second["user_id"] == alice["id"]
+    problem(api.call("POST", "/api/v1/auth/keys", key=a["key"], json={"name": "x", "user_id": bob["id"]}), 403)
+    listed = {k["id"] for k in api.call("GET", "/api/v1/auth/keys", key=a["key"]).json()["items"]}
+    assert listed == {a["id"], second["id"]}
+    problem(api.call("DELETE", f"/api/v1/auth/keys/{b['id']}", key=a["key"]), 404)  # not alice's
+    problem(api.call("POST", f"/api/v1/auth/keys/{b['id']}/rotate", key=a["key"], json={}), 404)
+    r = api.call("POST", f"/api/v1/auth/keys/{second['id']}/rotate", key=a["key"], json={})
+    assert r.status_code == 201
+    CREATED_KEYS.append(r.json()["key"])
+    assert api.call("DELETE", f"/api/v1/auth/keys/{r.json()['id']}", key=a["key"]).status_code == 204
+    problem(api.call("GET", "/api/v1/auth/key", key=r.json()["key"]), 401)
+    assert api.call("GET", "/api/v1/auth/key", key=b["key"]).status_code == 200
+    problem(api.call("GET", "/api/v1/auth/key", key=api.create_key(scopes=["keys:read"])["key"]), 403)  # no 'self'
+
+
+# --- secrets and bootstrap ---
+
+def test_bootstrap_twice_makes_one_admin_key(stack):
+    def admins():
+        out = subprocess.run(["psql", "-X", "-At", "-h", os.environ["KG_PG_SOCKET"], "-p", os.environ["KG_PG_PORT"], "-U", "postgres",
+                              "-d", "keygate", "-c", "SELECT count(*) FROM api_keys WHERE 'admin' = ANY(scopes)"],
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout)
+    before = admins()
+    again = subprocess.run([stack.bin, "bootstrap", "--config", stack.config], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "" and "already exists" in again.stderr
+    assert admins() == before == 1
+    forced = subprocess.run([stack.bin, "bootstrap", "--config", stack.config, "--force"], capture_output=True, text=True, timeout=60)
+    assert forced.returncode == 0 and forced.stdout.strip().startswith("mdw_live_")
+    CREATED_KEYS.append(forced.stdout.strip())
+    assert admins() == 2
+
+
+def test_zz_no_raw_key_in_the_database_or_any_log(stack):
+    """Runs last in this module (zz): every raw key the tests saw, searched for everywhere."""
+    assert len(CREATED_KEYS) > 20
+    dump = subprocess.run(["pg_dump", "-h", os.environ["KG_PG_SOCKET"], "-p", os.environ["KG_PG_PORT"], "-U", "postgres", "keygate"],
+                          capture_output=True, check=True, timeout=120).stdout
+    assert b"api_keys" in dump and b"audit_log" in dump
+    logs = [p for p in glob.glob(os.path.join(stack.run, "**", "*.log"), recursive=True) if os.path.isfile(p)]
+    assert any(p.endswith("keygate.log") for p in logs) and any("nginx" in p for p in logs)
+    haystacks = {"pg_dump": dump} | {p: open(p, "rb").read() for p in logs}
+    for key in CREATED_KEYS:
+        body = key.encode()[9:]  # without the public mdw_live_ prefix
+        for name, data in haystacks.items():
+            assert body not in data, f"a raw key appears in {name}"

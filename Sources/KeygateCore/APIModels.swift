@@ -127,6 +127,7 @@ struct Pagination {
 
 extension Request {
     var actor: (KeyRecord) -> Actor {
-        { key in Actor(keyID: key.id, remoteAddress: remoteAddress, requestID: requestID) }
+        { key in Actor(keyID: key.id.isEmpty ? nil : key.id, remoteAddress: remoteAddress,
+                       requestID: requestID.isEmpty ? nil : requestID) }
     }
 }

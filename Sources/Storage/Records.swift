@@ -55,6 +55,29 @@ public struct KeyRecord: Sendable, Equatable {
     public let revokedAt: Int64?
     public let rotatedFrom: String?
 
+    public init(id: String, name: String, keyPrefix: String, environment: String, userID: String?, scopes: [String],
+                allowedPaths: [String], allowedIPs: [String], limits: KeyLimits, active: Bool, createdAt: Int64, updatedAt: Int64,
+                expiresAt: Int64?, lastUsedAt: Int64?, lastUsedEndpoint: String?, requestCount: Int, revokedAt: Int64?, rotatedFrom: String?) {
+        self.id = id
+        self.name = name
+        self.keyPrefix = keyPrefix
+        self.environment = environment
+        self.userID = userID
+        self.scopes = scopes
+        self.allowedPaths = allowedPaths
+        self.allowedIPs = allowedIPs
+        self.limits = limits
+        self.active = active
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.expiresAt = expiresAt
+        self.lastUsedAt = lastUsedAt
+        self.lastUsedEndpoint = lastUsedEndpoint
+        self.requestCount = requestCount
+        self.revokedAt = revokedAt
+        self.rotatedFrom = rotatedFrom
+    }
+
     /// `active`, `revoked`, or `expired` (derived from `expires_at`) at `now`.
     public func status(at now: Int64) -> String {
         if !active { return "revoked" }

@@ -1,0 +1,175 @@
+import HTTP
+import Keys
+import Posix
+import Postgres
+import Storage
+
+/// What the operator CLI (`keygate keys …`, `keygate users …`) does, with the same
+/// validation and JSON shapes as the HTTP API. Straight to PostgreSQL; the audit rows
+/// name no actor key (an operator on the host).
+public final class OperatorActions {
+    let configuration: Configuration
+    let keys: KeyStore
+    let users: UserStore
+    let database: PostgresConnection
+
+    public init(configuration: Configuration) throws {
+        self.configuration = configuration
+        database = PostgresConnection(connectionString: try configuration.connectionString(direct: true))
+        keys = KeyStore(connection: database)
+        users = UserStore(connection: database)
+    }
+
+    public struct KeyOptions {
+        public var name: String
+        public var userID: String?
+        public var environment: String?
+        public var scopes: [String]
+        public var expiresInDays: Int?
+        public var rateLimitPerMinute: Int?
+        public var rateLimitPerHour: Int?
+        public var burst: Int?
+        public var quotaDaily: Int?
+        public var quotaMonthly: Int?
+        public var allowedIPs: [String]
+        public var allowedPaths: [String]
+
+        public init(name: String, userID: String?, environment: String?, scopes: [String], expiresInDays: Int?,
+                    rateLimitPerMinute: Int?, rateLimitPerHour: Int?, burst: Int?, quotaDaily: Int?, quotaMonthly: Int?,
+                    allowedIPs: [String], allowedPaths: [String]) {
+            self.name = name
+            self.userID = userID
+            self.environment = environment
+            self.scopes = scopes
+            self.expiresInDays = expiresInDays
+            self.rateLimitPerMinute = rateLimitPerMinute
+            self.rateLimitPerHour = rateLimitPerHour
+            self.burst = burst
+            self.quotaDaily = quotaDaily
+            self.quotaMonthly = quotaMonthly
+            self.allowedIPs = allowedIPs
+            self.allowedPaths = allowedPaths
+        }
+    }
+
+    /// A key as the API shows it, plus the table row the CLI prints.
+    public struct KeyView {
+        public let json: [UInt8]
+        public let row: [String]
+        public let rawKey: String?
+        public static let header = ["ID", "NAME", "PREFIX", "ENV", "STATUS", "SCOPES", "EXPIRES", "LAST USED"]
+    }
+
+    public struct UserView {
+        public let json: [UInt8]
+        public let row: [String]
+        public static let header = ["ID", "EMAIL", "PLAN", "EXTERNAL ID", "CREATED"]
+    }
+
+    // MARK: Keys
+
+    public func createKey(_ options: KeyOptions) throws -> KeyView {
+        let body = CreateKeyBody(name: options.name, userId: options.userID, environment: options.environment, scopes: options.scopes,
+                                 expiresAt: nil, expiresInDays: options.expiresInDays, rateLimitPerMinute: options.rateLimitPerMinute,
+                                 rateLimitPerHour: options.rateLimitPerHour, burst: options.burst, quotaDaily: options.quotaDaily,
+                                 quotaMonthly: options.quotaMonthly, allowedIps: options.allowedIPs, allowedPaths: options.allowedPaths)
+        let (record, raw) = try KeyIssuer.create(body, userID: try KeyValidation.userID(options.userID), caller: operatorKey,
+                                                 request: operatorRequest, context: try context())
+        return view(record, raw: raw)
+    }
+
+    public func listKeys(status: String?, userID: String?, environment: String?, limit: Int) throws -> [KeyView] {
+        try keys.list(KeyFilter(status: status, userID: userID, environment: environment), limit: limit, cursor: nil).items.map { view($0) }
+    }
+
+    public func showKey(_ id: String) throws -> KeyView {
+        view(try existingKey(id))
+    }
+
+    public func setActive(_ id: String, _ active: Bool) throws -> KeyView {
+        var changes = KeyChanges()
+        changes.active = active
+        return view(try KeyIssuer.update(try existingKey(id), changes, caller: operatorKey, request: operatorRequest, context: try context()))
+    }
+
+    public func rotateKey(_ id: String, graceSeconds: Int) throws -> KeyView {
+        let body = Array("{\"grace_period_seconds\":\(graceSeconds)}".utf8)
+        let (record, raw) = try KeyIssuer.rotate(try existingKey(id), body: body, caller: operatorKey, request: operatorRequest, context: try context())
+        return view(record, raw: raw)
+    }
+
+    public func deleteKey(_ id: String) throws {
+        guard try keys.delete(id: try existingKey(id).id, by: .operatorOnHost) != nil else { throw Problem.notFound("No such API key.") }
+    }
+
+    // MARK: Users
+
+    public func createUser(email: String, planTier: String?, externalID: String?) throws -> UserView {
+        view(try users.create(email: try UserRoutes.email(email), planTier: try UserRoutes.tier(planTier ?? "free"),
+                              externalID: try externalID.map(UserRoutes.externalID), by: .operatorOnHost))
+    }
+
+    public func listUsers(limit: Int) throws -> [UserView] {
+        try users.list(limit: limit, cursor: nil).items.map(view)
+    }
+
+    public func showUser(_ id: String) throws -> UserView {
+        guard let user = try users.get(id: id) else { throw Problem.notFound("No such user.") }
+        return view(user)
+    }
+
+    public func updateUser(_ id: String, email: String?, planTier: String?, externalID: String?) throws -> UserView {
+        guard email != nil || planTier != nil || externalID != nil else {
+            throw Problem(.unprocessableContent, detail: "Nothing to change: give --email, --plan-tier or --external-id.")
+        }
+        guard let user = try users.update(id: id, email: try email.map(UserRoutes.email), planTier: try planTier.map(UserRoutes.tier),
+                                          externalID: try externalID.map { .some(try UserRoutes.externalID($0)) }, by: .operatorOnHost) else {
+            throw Problem.notFound("No such user.")
+        }
+        return view(user)
+    }
+
+    // MARK: Helpers
+
+    /// The operator acts with every scope; the audit rows carry no actor key.
+    private var operatorKey: KeyRecord {
+        KeyRecord(id: "", name: "operator", keyPrefix: "", environment: "live", userID: nil, scopes: ["admin"], allowedPaths: [],
+                  allowedIPs: [], limits: KeyLimits(), active: true, createdAt: 0, updatedAt: 0, expiresAt: nil, lastUsedAt: nil,
+                  lastUsedEndpoint: nil, requestCount: 0, revokedAt: nil, rotatedFrom: nil)
+    }
+
+    private var operatorRequest: Request { Request(method: "CLI", path: "/", requestID: "") }
+
+    private func context() throws -> AppContext {
+        let hasher = try KeyHasher(pepper: try KeyHasher.pepper(fromFile: configuration.pepperFile))
+        return AppContext(configuration: configuration, logger: Logger(level: .error, component: "cli"), pool: PoolView(scoreboard: nil),
+                          database: database, hasher: hasher)
+    }
+
+    private func existingKey(_ id: String) throws -> KeyRecord {
+        guard let key = try keys.get(id: id) else { throw Problem.notFound("No such API key.") }
+        return key
+    }
+
+    private func view(_ record: KeyRecord, raw: String? = nil) -> KeyView {
+        KeyView(json: JSON.encode(KeyMetadata(record: record, key: raw)),
+                row: [record.id, record.name, record.keyPrefix, record.environment, record.status(at: Clock.wallMicroseconds()),
+                      record.scopes.joined(separator: ","), record.expiresAt.map(time) ?? "-", record.lastUsedAt.map(time) ?? "-"],
+                rawKey: raw)
+    }
+
+    private func view(_ user: UserRecord) -> UserView {
+        UserView(json: JSON.encode(UserBody(record: user)),
+                 row: [user.id, user.email, user.planTier, user.externalID ?? "-", time(user.createdAt)])
+    }
+}
+
+extension OperatorActions {
+    /// A one-line message for the CLI: the problem's detail, or the error's description.
+    public static func message(for error: any Error) -> String {
+        if let problem = error as? Problem { return "\(problem.status.code): \(problem.detail)" }
+        if let problem = error as? any HTTPError { return "\(problem.status.code): \(problem.detail)" }
+        if case StoreError.database(let database) = error { return database.description }
+        return String(describing: error)
+    }
+}

@@ -1,0 +1,62 @@
+import Testing
+@testable import KeygateCore
+
+@Suite("RFC 3339 parsing")
+struct RFC3339Tests {
+    @Test("UTC, offsets and fractions give the same instant as the formatter", arguments: [
+        ("2026-11-21T05:12:19Z", Int64(1_795_237_939_000_000)),
+        ("2026-11-21T05:12:19.123456Z", Int64(1_795_237_939_123_456)),
+        ("2026-11-21T05:12:19.5Z", Int64(1_795_237_939_500_000)),
+        ("2026-11-21T07:12:19+02:00", Int64(1_795_237_939_000_000)),
+        ("2026-11-21T00:12:19-05:00", Int64(1_795_237_939_000_000)),
+        ("1970-01-01T00:00:00Z", Int64(0)),
+    ])
+    func parses(text: String, micros: Int64) {
+        #expect(Timestamp.parseRFC3339(text) == micros)
+    }
+
+    @Test("round trip through the formatter")
+    func roundTrip() {
+        let micros: Int64 = 1_700_000_000_123_456
+        #expect(Timestamp.parseRFC3339(Timestamp.rfc3339(microseconds: micros)) == micros)
+    }
+
+    @Test("malformed timestamps are refused", arguments: [
+        "", "tomorrow", "2026-11-21", "2026-11-21T05:12:19", "2026-13-01T00:00:00Z", "2026-11-21T25:00:00Z",
+        "2026-11-21T05:12:19.Z", "2026-11-21T05:12:19+2:00", "2026-11-21T05:12:19Zjunk", "2026/11/21T05:12:19Z",
+    ])
+    func refuses(text: String) {
+        #expect(Timestamp.parseRFC3339(text) == nil)
+    }
+}
+
+@Suite("IP networks")
+struct IPNetworkTests {
+    @Test("CIDR membership, v4 and v6, with v4-mapped v6 addresses")
+    func membership() throws {
+        let net = try #require(IPNetwork("10.1.2.0/24"))
+        #expect(net.contains("10.1.2.3") && net.contains("10.1.2.255"))
+        #expect(!net.contains("10.1.3.0") && !net.contains("11.1.2.3") && !net.contains("::1") && !net.contains("garbage"))
+        #expect(net.contains("::ffff:10.1.2.9"))
+        #expect(try #require(IPNetwork("192.168.1.5")).contains("192.168.1.5"))
+        #expect(!(try #require(IPNetwork("192.168.1.5"))).contains("192.168.1.6"))
+        let v6 = try #require(IPNetwork("2001:db8::/32"))
+        #expect(v6.contains("2001:db8:ffff::1") && !v6.contains("2001:db9::1"))
+        #expect(try #require(IPNetwork("0.0.0.0/0")).contains("8.8.8.8"))
+        #expect(try #require(IPNetwork("10.1.2.0/23")).contains("10.1.3.200"))
+    }
+
+    @Test("invalid networks are refused", arguments: ["", "300.1.1.1", "10.0.0.0/33", "::/129", "10.0.0.0/-1", "10.0.0.0/x", "host.example"])
+    func invalid(text: String) {
+        #expect(IPNetwork(text) == nil)
+    }
+
+    @Test("allowed path prefixes match whole segments")
+    func paths() {
+        #expect(Authenticator.pathIsUnder("/api/v1/admin/users", "/api/v1/admin"))
+        #expect(Authenticator.pathIsUnder("/api/v1/admin", "/api/v1/admin"))
+        #expect(Authenticator.pathIsUnder("/api/v1/admin/x", "/api/v1/admin/"))
+        #expect(!Authenticator.pathIsUnder("/api/v1/adminx", "/api/v1/admin"))
+        #expect(!Authenticator.pathIsUnder("/api/v2/admin", "/api/v1/admin"))
+    }
+}

@@ -169,7 +169,15 @@ extension OperatorActions {
     public static func message(for error: any Error) -> String {
         if let problem = error as? Problem { return "\(problem.status.code): \(problem.detail)" }
         if let problem = error as? any HTTPError { return "\(problem.status.code): \(problem.detail)" }
-        if case StoreError.database(let database) = error { return database.description }
+        var database: PostgresError?
+        if case StoreError.database(let underlying) = error { database = underlying }
+        if let direct = error as? PostgresError { database = direct }
+        if let database {
+            // The API's meaning first (409, 422, 503 …); operators also get the server's words.
+            let mapped = DatabaseProblem.from(database, logger: Logger(level: .error, component: "cli"), requestID: "")
+            if let problem = mapped as? Problem { return "\(problem.status.code): \(problem.detail) (\(database.message))" }
+            return database.description
+        }
         return String(describing: error)
     }
 }

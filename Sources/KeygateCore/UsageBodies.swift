@@ -32,8 +32,10 @@ struct UsageSummary: Encodable {
             try c.encode(p99, forKey: .p99)
         }
     }
+    /// Used and remaining requests of the daily and monthly quota; null where the key has
+    /// no quota (counting usage then costs a query for nothing on a hot route).
     struct Quota: Encodable {
-        let dailyUsed: Int, dailyRemaining: Int?, monthlyUsed: Int, monthlyRemaining: Int?
+        let dailyUsed: Int?, dailyRemaining: Int?, monthlyUsed: Int?, monthlyRemaining: Int?
 
         enum CodingKeys: String, CodingKey { case dailyUsed, dailyRemaining, monthlyUsed, monthlyRemaining }
 
@@ -61,6 +63,16 @@ enum UsageQueries {
     static func requestLog(keyID: String, limit: Int, cursor: String?, on db: PostgresConnection) throws -> ListBody<RequestLogEntry> {
         let page = try Storage.UsageQueries.requestLog(keyID: keyID, limit: limit, cursor: cursor, on: db)
         return ListBody(items: page.items.map(RequestLogEntry.init(entry:)), nextCursor: page.nextCursor)
+    }
+
+    /// Quota used and remaining for `key` (one query).
+    static func quota(key: KeyRecord, on db: PostgresConnection) throws -> UsageSummary.Quota {
+        guard key.limits.quotaDaily != nil || key.limits.quotaMonthly != nil else {
+            return .init(dailyUsed: nil, dailyRemaining: nil, monthlyUsed: nil, monthlyRemaining: nil)
+        }
+        let (today, month) = try Storage.UsageQueries.quotaUsage(keyID: key.id, on: db)
+        return .init(dailyUsed: today, dailyRemaining: key.limits.quotaDaily.map { max(0, $0 - today) },
+                     monthlyUsed: month, monthlyRemaining: key.limits.quotaMonthly.map { max(0, $0 - month) })
     }
 
     static func summary(key: KeyRecord, from: Int64, to: Int64, on db: PostgresConnection) throws -> UsageSummary {

@@ -61,6 +61,19 @@ public enum UsageQueries {
         return Page(items: items, nextCursor: next)
     }
 
+    /// Requests counted against the daily and monthly quota (UTC day and month so far).
+    public static func quotaUsage(keyID: String, on db: PostgresConnection) throws(StoreError) -> (today: Int, month: Int) {
+        let rows = try storage {
+            try db.query("""
+                SELECT count(*) FILTER (WHERE at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::bigint AS today,
+                       count(*)::bigint AS month
+                FROM api_key_usage
+                WHERE key_id = \(keyID)::uuid AND at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                """)
+        }
+        return try storage { (try rows.first?.decode("today", as: Int.self) ?? 0, try rows.first?.decode("month", as: Int.self) ?? 0) }
+    }
+
     public static func totals(keyID: String, from: Int64, to: Int64, on db: PostgresConnection) throws(StoreError) -> UsageTotals {
         let summary = try storage {
             try db.query("""
@@ -87,14 +100,7 @@ public enum UsageQueries {
                 GROUP BY 1
                 """)
         }
-        let quota = try storage {
-            try db.query("""
-                SELECT count(*) FILTER (WHERE at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::bigint AS today,
-                       count(*)::bigint AS month
-                FROM api_key_usage
-                WHERE key_id = \(keyID)::uuid AND at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-                """)
-        }
+        let (today, month) = try quotaUsage(keyID: keyID, on: db)
         return try storage {
             let row = summary.first
             var byClass: [String: Int] = [:]
@@ -105,7 +111,7 @@ public enum UsageQueries {
                 total: try row?.decode("total", as: Int.self) ?? 0, byStatusClass: byClass, byRoute: byRoute,
                 p50Microseconds: try row?.decode("p50", as: Double?.self), p95Microseconds: try row?.decode("p95", as: Double?.self),
                 p99Microseconds: try row?.decode("p99", as: Double?.self),
-                usedToday: try quota.first?.decode("today", as: Int.self) ?? 0, usedThisMonth: try quota.first?.decode("month", as: Int.self) ?? 0)
+                usedToday: today, usedThisMonth: month)
         }
     }
 }

@@ -285,6 +285,11 @@ def test_key_audit_and_usage_routes_answer(api):
     assert usage["quota"] == {"daily_used": 0, "daily_remaining": 100, "monthly_used": 0, "monthly_remaining": None}
     assert set(usage["latency_ms"]) == {"p50", "p95", "p99"}
     problem(api.call("GET", f"{ADMIN}/api-keys/{key['id']}/usage", params={"from": "yesterday"}), 400)
+    own = api.call("GET", "/api/v1/auth/key", key=key["key"]).json()
+    assert own["quota"] == {"daily_used": 0, "daily_remaining": 100, "monthly_used": 0, "monthly_remaining": None}
+    unlimited = api.create_key(scopes=["self"])
+    assert api.call("GET", "/api/v1/auth/key", key=unlimited["key"]).json()["quota"] == {
+        "daily_used": None, "daily_remaining": None, "monthly_used": None, "monthly_remaining": None}
 
 
 # --- users ---

@@ -1,15 +1,13 @@
 import FoundationEssentials
 
-/// JSON in keygate's wire style: snake_case keys, RFC 3339 UTC timestamps, sorted keys
-/// (stable output for tests and diffs).
+/// JSON in keygate's wire style: snake_case keys in declaration order, RFC 3339 UTC
+/// timestamps, dictionary keys verbatim and sorted.
 public enum JSON {
     public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let writer = JSONWriter()
         // Encoding keygate's own value types cannot fail; an empty object is the safe fallback.
-        return (try? Array(encoder.encode(value))) ?? Array("{}".utf8)
+        do { try writer.write(value) } catch { return Array("{}".utf8) }
+        return writer.bytes
     }
 
     /// A stored flat JSON object of strings.

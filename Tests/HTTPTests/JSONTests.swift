@@ -177,10 +177,84 @@ struct JSONEncodeTests {
         let createdAt: Date
     }
 
-    @Test("keys are snake_case and sorted, slashes unescaped, dates RFC 3339")
+    @Test("keys are snake_case in declaration order, slashes unescaped, dates RFC 3339")
     func wireStyle() {
         let bytes = JSON.encode(Payload(requestId: "r1", alpha: 1, url: "https://x/y", createdAt: Date(timeIntervalSince1970: 0)))
         #expect(String(decoding: bytes, as: UTF8.self)
-            == #"{"alpha":1,"created_at":"1970-01-01T00:00:00Z","request_id":"r1","url":"https://x/y"}"#)
+            == #"{"request_id":"r1","alpha":1,"url":"https://x/y","created_at":"1970-01-01T00:00:00Z"}"#)
     }
+
+    private struct Nested: Encodable {
+        struct Inner: Encodable { let a: Int?; let list: [String] }
+        let inner: Inner
+        let items: [Inner]
+        let counts: [String: Int]
+        let ratio: Double
+        let whole: Double
+        let nothing: String?
+        let text: String
+    }
+
+    @Test("nesting, arrays, optionals, verbatim sorted dictionary keys, numbers, escapes; valid JSON")
+    func structure() throws {
+        let value = Nested(inner: .init(a: nil, list: []), items: [.init(a: 1, list: ["x", "y"]), .init(a: 2, list: [])],
+                           counts: ["GET /healthz": 2, "2xx": 5, "B": 1], ratio: 0.25, whole: 3, nothing: nil,
+                           text: "q\"b\\s\n\t\u{1}é/")
+        let text = String(decoding: JSON.encode(value), as: UTF8.self)
+        #expect(text == #"{"inner":{"list":[]},"items":[{"a":1,"list":["x","y"]},{"a":2,"list":[]}],"counts":{"2xx":5,"B":1,"GET /healthz":2},"ratio":0.25,"whole":3,"text":"q\"b\\s\n\t\u0001é/"}"#)
+        let decoded = try JSONDecoder().decode([String: AnyDecodable].self, from: Data(text.utf8))
+        #expect(decoded.count == 6)
+    }
+
+    private struct ExplicitNulls: Encodable {
+        let value: Int?
+        enum CodingKeys: String, CodingKey { case value, other }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(value, forKey: .value)
+            try c.encodeNil(forKey: .other)
+        }
+    }
+
+    private struct Wrapper: Encodable {
+        let inner: ExplicitNulls
+        enum CodingKeys: String, CodingKey { case extra }
+        func encode(to encoder: any Encoder) throws {
+            try inner.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode("yes", forKey: .extra)
+        }
+    }
+
+    @Test("explicit nulls are written; a value can add fields to the object a wrapped value opened")
+    func nullsAndWrapping() {
+        #expect(String(decoding: JSON.encode(ExplicitNulls(value: nil)), as: UTF8.self) == #"{"value":null,"other":null}"#)
+        #expect(String(decoding: JSON.encode(Wrapper(inner: .init(value: 7))), as: UTF8.self) == #"{"value":7,"other":null,"extra":"yes"}"#)
+        #expect(String(decoding: JSON.encode([Wrapper(inner: .init(value: 1))]), as: UTF8.self) == #"[{"value":1,"other":null,"extra":"yes"}]"#)
+        #expect(String(decoding: JSON.encode(Double.nan), as: UTF8.self) == "null")
+    }
+}
+
+/// Accepts any JSON value (to check output parses).
+private struct AnyDecodable: Decodable {
+    init(from decoder: any Decoder) throws {
+        if let c = try? decoder.container(keyedBy: AnyKey.self) {
+            for key in c.allKeys { _ = try c.decode(AnyDecodable.self, forKey: key) }
+        } else if var c = try? decoder.unkeyedContainer() {
+            while !c.isAtEnd { _ = try c.decode(AnyDecodable.self) }
+        } else {
+            let c = try decoder.singleValueContainer()
+            if c.decodeNil() { return }
+            if (try? c.decode(Bool.self)) != nil { return }
+            if (try? c.decode(Double.self)) != nil { return }
+            _ = try c.decode(String.self)
+        }
+    }
+}
+
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int?
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { self.stringValue = String(intValue); self.intValue = intValue }
 }

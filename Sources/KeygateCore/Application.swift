@@ -66,6 +66,7 @@ public struct Application: Sendable {
         KeyRoutes.register(on: &router)
         UserRoutes.register(on: &router)
         SelfServiceRoutes.register(on: &router)
+        SymbolRoutes.register(on: &router)
         if context.configuration.debugRoutes { DebugRoutes.register(on: &router) }
         context.routeNames = router.routes.map { "\($0.method) \($0.pattern)" }
         self.router = router

@@ -44,13 +44,21 @@ public enum Bootstrap {
         var inserted = 0
         for line in text.split(separator: "\n") where !line.hasPrefix("#") && line.contains(",") {
             let fields = line.split(separator: ",").map { String($0).trimmingSpaces }
-            guard fields.count == 2 else { continue }
+            guard fields.count == 2, let assetClass = try? SymbolValidation.assetClass(fields[1]),
+                  let symbol = try? SymbolValidation.canonical(fields[0], assetClass: assetClass) else {
+                throw CLIValueError("core-symbols.csv: '\(line)' is not a valid symbol,asset_class line")
+            }
             let rows = try connection.query("""
-                INSERT INTO tracked_symbols (symbol, asset_class) VALUES (\(fields[0].uppercased()), \(fields[1]))
+                INSERT INTO tracked_symbols (symbol, asset_class) VALUES (\(symbol), \(assetClass))
                 ON CONFLICT (symbol) DO NOTHING
                 """)
             inserted += rows.affectedRows
         }
         return inserted
     }
+}
+
+struct CLIValueError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

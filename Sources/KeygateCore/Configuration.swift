@@ -39,6 +39,10 @@ public struct Configuration: Sendable, Equatable {
     public var pepperFile = "/etc/keygate/pepper"
     /// Accept keys in the `api_key` query parameter (URLs end up in logs: off by default).
     public var allowQueryKey = false
+    /// A completed or failed symbol is due for backfill again after this many seconds.
+    public var backfillIntervalSeconds = 86_400
+    /// A claimed (in_progress) symbol is claimable again after this many seconds.
+    public var backfillLeaseSeconds = 3_600
 
     public init() {}
 
@@ -81,6 +85,8 @@ public struct Configuration: Sendable, Equatable {
             ("key_prefix", keyPrefix),
             ("pepper_file", pepperFile),
             ("allow_query_key", allowQueryKey ? "on" : "off"),
+            ("backfill_interval", String(backfillIntervalSeconds)),
+            ("backfill_lease", String(backfillLeaseSeconds)),
         ]
     }
 }
@@ -189,6 +195,8 @@ extension Configuration {
             guard value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
             pepperFile = value
         case "allow_query_key": allowQueryKey = try flag()
+        case "backfill_interval": backfillIntervalSeconds = try integer(1...31_536_000)
+        case "backfill_lease": backfillLeaseSeconds = try integer(1...604_800)
         case "migrations_dir":
             guard !value.isEmpty else { throw fail("must not be empty") }
             migrationsDirectory = value

@@ -181,3 +181,59 @@ extension OperatorActions {
         return String(describing: error)
     }
 }
+
+extension OperatorActions {
+    public struct SymbolView {
+        public let json: [UInt8]
+        public let row: [String]
+        public static let header = ["ID", "SYMBOL", "CLASS", "ACTIVE", "BACKFILL", "LAST BACKFILL", "ADDED"]
+    }
+
+    private var symbols: SymbolStore { SymbolStore(connection: database) }
+
+    private func view(_ record: SymbolRecord) -> SymbolView {
+        SymbolView(json: JSON.encode(SymbolBody(record: record)),
+                   row: [String(record.id), record.symbol, record.assetClass, String(record.active), record.backfillStatus,
+                         record.lastBackfill.map(time) ?? "-", time(record.dateAdded)])
+    }
+
+    /// Adds (or reactivates) a symbol; the Bool says whether it was reactivated.
+    public func addSymbol(_ raw: String, assetClass: String) throws -> (SymbolView, reactivated: Bool) {
+        let assetClass = try SymbolValidation.assetClass(assetClass)
+        let symbol = try SymbolValidation.canonical(raw, assetClass: assetClass)
+        switch try symbols.add(symbol, assetClass: assetClass, by: .operatorOnHost) {
+        case .added(let record): return (view(record), false)
+        case .reactivated(let record): return (view(record), true)
+        case .alreadyActive: throw Problem(.conflict, detail: "\(symbol) is already tracked.")
+        }
+    }
+
+    public func listSymbols(active: Bool?, assetClass: String?, backfillStatus: String?, limit: Int) throws -> [SymbolView] {
+        try symbols.list(SymbolFilter(active: active, assetClass: assetClass, backfillStatus: backfillStatus), limit: limit, cursor: nil).items.map(view)
+    }
+
+    public func showSymbol(_ raw: String) throws -> SymbolView {
+        view(try existingSymbol(raw))
+    }
+
+    public func removeSymbol(_ raw: String) throws -> SymbolView {
+        let current = try existingSymbol(raw)
+        guard current.active else { return view(current) }
+        var changes = SymbolChanges()
+        changes.active = false
+        guard let updated = try symbols.update(current.symbol, changes, by: .operatorOnHost, transition: { _, _ in nil }).0 else {
+            throw Problem.notFound("No such symbol.")
+        }
+        return view(updated)
+    }
+
+    private func existingSymbol(_ raw: String) throws -> SymbolRecord {
+        if let record = try symbols.get(raw.uppercased()) { return record }
+        for assetClass in SymbolValidation.assetClasses {
+            if let canonical = try? SymbolValidation.canonical(raw, assetClass: assetClass), let record = try symbols.get(canonical) {
+                return record
+            }
+        }
+        throw Problem.notFound("No such symbol.")
+    }
+}

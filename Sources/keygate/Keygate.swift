@@ -8,7 +8,7 @@ struct Keygate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keygate",
         abstract: "The API-key authority and admin plane of the market-data warehouse.",
-        subcommands: [Serve.self, Status.self, Migrate.self, BootstrapCommand.self, Keys.self, Users.self, CheckConfig.self]
+        subcommands: [Serve.self, Status.self, Migrate.self, BootstrapCommand.self, Keys.self, Users.self, Symbols.self, CheckConfig.self]
     )
 }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Testing
+import Posix
 @testable import KeygateCore
 
 /// Writes `text` to a fresh temporary file and returns its path.
@@ -252,7 +253,7 @@ struct ConfigurationTests {
         #expect(rendered["workers"] == "5")
         #expect(rendered["debug_routes"] == "on")
         #expect(rendered["log_level"] == "info")
-        #expect(rendered.count == 21)
+        #expect(rendered.count == 23)
         // Every rendered key is one the file accepts.
         var copy = Configuration()
         for (key, value) in configuration.rendered {
@@ -404,5 +405,22 @@ struct ConfigurationLineEndingTests {
         try configuration.apply(fileText: "# keygate\r\nworkers = 4\r\nlog_level = debug\r\n", source: "test.conf")
         #expect(configuration.workers == 4)
         #expect(configuration.logLevel == .debug)
+    }
+}
+
+@Suite("Documented configuration")
+struct DocumentedConfigurationTests {
+    @Test("keygate.conf.example loads and states every setting at its default")
+    func example() throws {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        let path = parts.joined(separator: "/") + "/keygate.conf.example"
+        let loaded = try Configuration.load(path: path, environment: [:])
+        #expect(loaded == Configuration())
+        let bytes = try #require(Files.read(path))
+        let text = try #require(String(validating: bytes, as: UTF8.self))
+        for (key, _) in Configuration().rendered {
+            #expect(text.contains("\n\(key) ="), "keygate.conf.example does not document \(key)")
+        }
     }
 }

@@ -288,7 +288,20 @@ struct ScoreboardAttachTests {
     }
 }
 
-@Suite("Scoreboard across fork")
+/// fork() in a multi-threaded test runner copies only the calling thread: a child that
+/// touched a runtime lock (first use of a generic type, malloc) another thread held at
+/// that moment would hang. So the parent runs every code path the child will run first,
+/// on a board of its own, and the child does only atomic stores and `_exit`.
+private func warmUp() throws {
+    let scratch = try makeBoard(slots: 1, routes: 1)
+    scratch.claim(0, generation: 0)
+    scratch.setPID(0, getpid())
+    scratch.endRequest(0, routeIndex: 0, status: 200)
+    scratch.endRequest(0, routeIndex: nil, status: 404)
+    scratch.countCrashRestart()
+}
+
+@Suite("Scoreboard across fork", .serialized)
 struct ScoreboardForkTests {
     @Test("a forked child's updates are visible to the parent")
     func sharedAcrossFork() throws {
@@ -298,6 +311,7 @@ struct ScoreboardForkTests {
 
         // As the master does: claim before fork, both sides record the pid.
         board.claim(0, generation: 7)
+        try warmUp()
         let child = Glibc.fork()
         try #require(child >= 0)
         if child == 0 {
@@ -328,6 +342,8 @@ struct ScoreboardForkTests {
     func concurrentChildren() throws {
         let board = try makeBoard(slots: 2, routes: 1)
         var children: [pid_t] = []
+        children.reserveCapacity(2)
+        try warmUp()
         for index in 0..<2 {
             let child = Glibc.fork()
             try #require(child >= 0)

@@ -53,14 +53,14 @@ public final class OperatorActions {
     }
 
     /// A key as the API shows it, plus the table row the CLI prints.
-    public struct KeyView {
+    public struct KeyView: OperatorView {
         public let json: [UInt8]
         public let row: [String]
         public let rawKey: String?
         public static let header = ["ID", "NAME", "PREFIX", "ENV", "STATUS", "SCOPES", "EXPIRES", "LAST USED"]
     }
 
-    public struct UserView {
+    public struct UserView: OperatorView {
         public let json: [UInt8]
         public let row: [String]
         public static let header = ["ID", "EMAIL", "PLAN", "EXTERNAL ID", "CREATED"]
@@ -183,7 +183,7 @@ extension OperatorActions {
 }
 
 extension OperatorActions {
-    public struct SymbolView {
+    public struct SymbolView: OperatorView {
         public let json: [UInt8]
         public let row: [String]
         public static let header = ["ID", "SYMBOL", "CLASS", "ACTIVE", "BACKFILL", "LAST BACKFILL", "ADDED"]
@@ -236,4 +236,11 @@ extension OperatorActions {
         }
         throw Problem.notFound("No such symbol.")
     }
+}
+
+/// Something the CLI prints: its API JSON (`--json`) or a table row under `header`.
+public protocol OperatorView {
+    var json: [UInt8] { get }
+    var row: [String] { get }
+    static var header: [String] { get }
 }

@@ -209,14 +209,6 @@ public final class KeyStore {
     }
 
     func transaction<T>(_ body: (PostgresConnection) throws(StoreError) -> T) throws(StoreError) -> T {
-        do {
-            return try db.transaction { db in try body(db) }
-        } catch let error as StoreError {
-            throw error
-        } catch let error as PostgresError {
-            throw .database(error)
-        } catch {
-            throw .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
-        }
+        try storage { try db.transaction { db in try body(db) } }
     }
 }

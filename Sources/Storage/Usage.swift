@@ -27,20 +27,20 @@ public struct UsageTotals: Sendable {
 /// Reads of `api_key_usage` (filled by the housekeeper from the shared-memory ring).
 public enum UsageQueries {
     public static func requestLog(keyID: String, limit: Int, cursor: String?, on db: PostgresConnection) throws(StoreError) -> Page<UsageEntry> {
-        var after: (Int64, Int64)?
+        var after: Int64?
         if let cursor {
-            let parts = cursor.split(separator: ".")
-            guard parts.count == 2, let at = Int64(parts[0]), let ctid = Int64(parts[1]) else { throw .invalidCursor }
-            after = (at, ctid)
+            guard let at = Int64(cursor), at >= 0 else { throw .invalidCursor }
+            after = at
         }
-        // Newest first; ties on `at` broken by a row number within the page's query.
+        // Newest first, keyed by the request's time in µs. (Rows sharing the exact
+        // microsecond of a page boundary could be skipped: usage rows have no unique id yet.)
         let rows = try storage {
             try db.query("""
                 SELECT (extract(epoch FROM at) * 1000000)::bigint AS at, method, path, status_code::int AS status_code,
                        response_time_us, host(remote_addr) AS remote_addr
                 FROM api_key_usage
                 WHERE key_id = \(keyID)::uuid
-                  AND (\(after?.0)::bigint IS NULL OR at < to_timestamp(\(after?.0)::bigint / 1000000.0))
+                  AND (\(after)::bigint IS NULL OR at < to_timestamp(\(after)::bigint / 1000000.0))
                 ORDER BY at DESC LIMIT \(limit + 1)
                 """)
         }
@@ -50,7 +50,7 @@ public enum UsageQueries {
                 return UsageEntry(at: at, method: try row.decode("method", as: String?.self), path: try row.decode("path", as: String?.self),
                                   statusCode: try row.decode("status_code", as: Int?.self),
                                   responseTimeMicroseconds: try row.decode("response_time_us", as: Int?.self),
-                                  remoteAddress: try row.decode("remote_addr", as: String?.self), cursor: "\(at).0")
+                                  remoteAddress: try row.decode("remote_addr", as: String?.self), cursor: String(at))
             }
         }
         var next: String?

@@ -14,25 +14,15 @@ struct Keys: ParsableCommand {
     }
 
     static func print(_ views: [OperatorActions.KeyView], json: Bool, single: Bool = false) {
-        if json {
-            let items = views.map { String(decoding: $0.json, as: UTF8.self) }
-            Swift.print(single ? (items.first ?? "null") : "[" + items.joined(separator: ",") + "]")
-        } else {
-            Swift.print(Table.render(header: OperatorActions.KeyView.header, rows: views.map(\.row)))
-            if let raw = views.first?.rawKey {
-                StandardError.write("the new key is shown once; store it now:")
-                Swift.print(raw)
-            }
+        OperatorOutput.print(views, json: json, single: single)
+        if !json, let raw = views.first?.rawKey {
+            StandardError.write("the new key is shown once; store it now:")
+            Swift.print(raw)
         }
     }
 
     static func run<T>(_ options: GlobalOptions, _ body: (OperatorActions) throws -> T) throws -> T {
-        let configuration = try options.loadConfiguration()
-        do {
-            return try body(try OperatorActions(configuration: configuration))
-        } catch {
-            throw CLIFailure(OperatorActions.message(for: error))
-        }
+        try OperatorOutput.run(options, body)
     }
 
     struct Create: ParsableCommand {
@@ -133,12 +123,7 @@ struct Users: ParsableCommand {
     )
 
     static func print(_ views: [OperatorActions.UserView], json: Bool, single: Bool = false) {
-        if json {
-            let items = views.map { String(decoding: $0.json, as: UTF8.self) }
-            Swift.print(single ? (items.first ?? "null") : "[" + items.joined(separator: ",") + "]")
-        } else {
-            Swift.print(Table.render(header: OperatorActions.UserView.header, rows: views.map(\.row)))
-        }
+        OperatorOutput.print(views, json: json, single: single)
     }
 
     struct Create: ParsableCommand {
@@ -176,6 +161,28 @@ struct Users: ParsableCommand {
         @Option var externalId: String?
         func run() throws {
             Users.print([try Keys.run(options) { try $0.updateUser(id, email: email, planTier: planTier, externalID: externalId) }], json: output.json, single: true)
+        }
+    }
+}
+
+/// The operator commands' shared plumbing: actions over the configured database, and
+/// output as a table or as the API's JSON.
+enum OperatorOutput {
+    static func run<T>(_ options: GlobalOptions, _ body: (OperatorActions) throws -> T) throws -> T {
+        let configuration = try options.loadConfiguration()
+        do {
+            return try body(try OperatorActions(configuration: configuration))
+        } catch {
+            throw CLIFailure(OperatorActions.message(for: error))
+        }
+    }
+
+    static func print<View: OperatorView>(_ views: [View], json: Bool, single: Bool) {
+        if json {
+            let items = views.map { String(decoding: $0.json, as: UTF8.self) }
+            Swift.print(single ? (items.first ?? "null") : "[" + items.joined(separator: ",") + "]")
+        } else {
+            Swift.print(Table.render(header: View.header, rows: views.map(\.row)))
         }
     }
 }

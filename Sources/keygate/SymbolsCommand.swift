@@ -10,12 +10,7 @@ struct Symbols: ParsableCommand {
     )
 
     static func print(_ views: [OperatorActions.SymbolView], json: Bool, single: Bool = false) {
-        if json {
-            let items = views.map { String(decoding: $0.json, as: UTF8.self) }
-            Swift.print(single ? (items.first ?? "null") : "[" + items.joined(separator: ",") + "]")
-        } else {
-            Swift.print(Table.render(header: OperatorActions.SymbolView.header, rows: views.map(\.row)))
-        }
+        OperatorOutput.print(views, json: json, single: single)
     }
 
     struct Add: ParsableCommand {

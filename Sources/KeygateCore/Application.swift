@@ -17,11 +17,15 @@ public final class AppContext: @unchecked Sendable {
     public let hasher: KeyHasher?
     public let keys: KeyStore?
     public let users: UserStore?
+    /// The checked-in OpenAPI document, read once by the master; nil when unreadable.
+    public let openAPIDocument: [UInt8]?
     /// Route names by index, for metrics ("GET /healthz").
     public internal(set) var routeNames: [String] = []
 
     public init(configuration: Configuration, logger: Logger, pool: PoolView,
-                database: PostgresConnection? = nil, requiredSchemaVersion: Int = 0, hasher: KeyHasher? = nil) {
+                database: PostgresConnection? = nil, requiredSchemaVersion: Int = 0, hasher: KeyHasher? = nil,
+                openAPIDocument: [UInt8]? = nil) {
+        self.openAPIDocument = openAPIDocument
         self.configuration = configuration
         self.logger = logger
         self.pool = pool

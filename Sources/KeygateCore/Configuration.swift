@@ -39,6 +39,8 @@ public struct Configuration: Sendable, Equatable {
     public var pepperFile = "/etc/keygate/pepper"
     /// Accept keys in the `api_key` query parameter (URLs end up in logs: off by default).
     public var allowQueryKey = false
+    /// The OpenAPI document served at `/api/v1/openapi.json` (docs/openapi.json in the repo).
+    public var openAPIFile = "/usr/share/keygate/openapi.json"
     /// A completed or failed symbol is due for backfill again after this many seconds.
     public var backfillIntervalSeconds = 86_400
     /// A claimed (in_progress) symbol is claimable again after this many seconds.
@@ -85,6 +87,7 @@ public struct Configuration: Sendable, Equatable {
             ("key_prefix", keyPrefix),
             ("pepper_file", pepperFile),
             ("allow_query_key", allowQueryKey ? "on" : "off"),
+            ("openapi_file", openAPIFile),
             ("backfill_interval", String(backfillIntervalSeconds)),
             ("backfill_lease", String(backfillLeaseSeconds)),
         ]
@@ -195,6 +198,9 @@ extension Configuration {
             guard value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
             pepperFile = value
         case "allow_query_key": allowQueryKey = try flag()
+        case "openapi_file":
+            guard value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
+            openAPIFile = value
         case "backfill_interval": backfillIntervalSeconds = try integer(1...31_536_000)
         case "backfill_lease": backfillLeaseSeconds = try integer(1...604_800)
         case "migrations_dir":

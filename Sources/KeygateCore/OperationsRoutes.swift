@@ -39,6 +39,13 @@ enum OperationsRoutes {
             }
             return .json(report)
         }
+        // The checked-in OpenAPI document (docs/openapi.json), as read at start.
+        router.get("/api/v1/openapi.json") { _, context in
+            guard let document = context.openAPIDocument else {
+                throw Problem.unavailable("The OpenAPI document is not installed (openapi_file).", retryAfterSeconds: 3600)
+            }
+            return Response(headers: HTTPHeaders([("Content-Type", "application/json")]), body: document)
+        }
     }
 }
 

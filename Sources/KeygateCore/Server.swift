@@ -42,6 +42,10 @@ public enum Server {
             logger.error("cannot read the pepper", [("error", String(describing: error))])
             return 1
         }
+        let openAPIDocument = Files.read(configuration.openAPIFile, limit: 4 << 20)
+        if openAPIDocument == nil {
+            logger.warning("OpenAPI document not readable; /api/v1/openapi.json will answer 503", [("openapi_file", configuration.openAPIFile)])
+        }
         do {
             try Directories.create(configuration.runtimeDirectory)
             if let running = runningMasterPID(pidFile: configuration.pidFilePath) {
@@ -85,7 +89,8 @@ public enum Server {
                     }
                 },
                 runWorker: { context in
-                    Worker.run(context, listenFD: listenFD, configuration: current.value, requiredSchemaVersion: requiredSchemaVersion, pepper: pepper)
+                    Worker.run(context, listenFD: listenFD, configuration: current.value, requiredSchemaVersion: requiredSchemaVersion, pepper: pepper,
+                               openAPIDocument: openAPIDocument)
                 }
             )
             return try master.run()

@@ -12,7 +12,7 @@ import Prefork
 /// A worker's life: accept a FastCGI request, answer it, record it on the scoreboard,
 /// until asked to stop or `max_requests` is reached.
 enum Worker {
-    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8]) -> Int32 {
+    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8], openAPIDocument: [UInt8]?) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "worker")
         let board = pool.scoreboard
         do {
@@ -45,7 +45,8 @@ enum Worker {
             return 1
         }
         let context = AppContext(configuration: configuration, logger: logger, pool: PoolView(scoreboard: board),
-                                 database: database, requiredSchemaVersion: requiredSchemaVersion, hasher: hasher)
+                                 database: database, requiredSchemaVersion: requiredSchemaVersion, hasher: hasher,
+                                 openAPIDocument: openAPIDocument)
         let application = Application(context: context)
         let limits = RequestLimits(maxBodyBytes: configuration.maxBodyBytes)
         board.setState(pool.slot, .idle)

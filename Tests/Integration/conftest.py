@@ -81,7 +81,7 @@ class AuxPool:
         self.settings = {"listen": stack.aux_socket, "listen_mode": "0666", "runtime_dir": self.dir,
                          "workers": 2, "debug_routes": "on", "shutdown_timeout": 10}
         main = stack.settings()
-        for key in ("database_url", "database_direct_url", "migrations_dir", "pepper_file"):
+        for key in ("database_url", "database_direct_url", "migrations_dir", "pepper_file", "openapi_file"):
             self.settings[key] = main[key]
         self.settings.update(settings)
         self.process = None

@@ -1,4 +1,6 @@
 """The HTTP surface of the pool through real nginx over HTTPS, and the FastCGI edge."""
+import os
+
 import fcgi
 
 
@@ -134,3 +136,14 @@ def test_hostile_request_id_is_replaced(stack):
     assert "set-cookie" not in headers
     assert headers["x-request-id"] != "abc"
     assert all(c in "0123456789abcdef" for c in headers["x-request-id"])
+
+
+def test_openapi_document_is_served_as_checked_in(stack, client):
+    import json
+    r = client.get(stack.base + "/api/v1/openapi.json")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, "docs", "openapi.json"), "rb") as f:
+        assert r.content == f.read()
+    document = json.loads(r.content)
+    assert document["openapi"].startswith("3.1") and "/api/v1/admin/api-keys" in document["paths"]

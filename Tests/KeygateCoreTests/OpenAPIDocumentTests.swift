@@ -1,0 +1,42 @@
+import FoundationEssentials
+import Testing
+import HTTP
+@testable import KeygateCore
+
+/// docs/openapi.json must describe exactly the routes the router serves: a route added
+/// without documentation, or documentation of a route that does not exist, fails here.
+@Suite("OpenAPI document")
+struct OpenAPIDocumentTests {
+    private struct Document: Decodable {
+        let openapi: String
+        let paths: [String: [String: Ignored]]
+    }
+
+    /// Accepts any JSON value without reading it.
+    private struct Ignored: Decodable {
+        init(from decoder: any Decoder) throws {}
+    }
+
+    private static let methods: Set<String> = ["get", "put", "post", "delete", "patch", "head", "options", "trace"]
+
+    private func load() throws -> Document {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3) // Tests/KeygateCoreTests/<this file>
+        let url = URL(fileURLWithPath: parts.joined(separator: "/") + "/docs/openapi.json")
+        return try JSONDecoder().decode(Document.self, from: try Data(contentsOf: url))
+    }
+
+    @Test("router routes and documented operations are the same set, both ways")
+    func routesMatchDocument() throws {
+        let document = try load()
+        #expect(document.openapi.hasPrefix("3.1"))
+        let documented = Set(document.paths.flatMap { path, item in
+            item.keys.filter { Self.methods.contains($0) }.map { "\($0.uppercased()) \(path)" }
+        })
+        let app = Application(context: AppContext(configuration: Configuration(), logger: Logger(level: .error, component: "test"),
+                                                  pool: PoolView(scoreboard: nil)))
+        let routes = Set(app.context.routeNames)
+        #expect(routes.subtracting(documented).isEmpty, "routes missing from docs/openapi.json: \(routes.subtracting(documented).sorted())")
+        #expect(documented.subtracting(routes).isEmpty, "documented operations with no route: \(documented.subtracting(routes).sorted())")
+    }
+}

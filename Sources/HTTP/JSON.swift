@@ -86,3 +86,15 @@ extension Problem {
         return result
     }
 }
+
+extension KeyedDecodingContainer {
+    /// Like `decodeIfPresent`, but an explicit `null` for a field that cannot be null is an
+    /// error naming the field (a 422), not the same as leaving it out.
+    public func decodeNonNullIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+        guard contains(key) else { return nil }
+        if try decodeNil(forKey: key) {
+            throw DecodingError.valueNotFound(type, .init(codingPath: codingPath + [key], debugDescription: "null is not allowed"))
+        }
+        return try decode(type, forKey: key)
+    }
+}

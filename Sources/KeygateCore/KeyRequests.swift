@@ -30,11 +30,11 @@ struct UpdateKeyBody: Decodable {
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        changes.name = try c.decodeIfPresent(String.self, forKey: .name)
-        changes.active = try c.decodeIfPresent(Bool.self, forKey: .active)
-        changes.scopes = try c.decodeIfPresent([String].self, forKey: .scopes)
-        changes.allowedPaths = try c.decodeIfPresent([String].self, forKey: .allowedPaths)
-        changes.allowedIPs = try c.decodeIfPresent([String].self, forKey: .allowedIps)
+        changes.name = try c.decodeNonNullIfPresent(String.self, forKey: .name)
+        changes.active = try c.decodeNonNullIfPresent(Bool.self, forKey: .active)
+        changes.scopes = try c.decodeNonNullIfPresent([String].self, forKey: .scopes)
+        changes.allowedPaths = try c.decodeNonNullIfPresent([String].self, forKey: .allowedPaths)
+        changes.allowedIPs = try c.decodeNonNullIfPresent([String].self, forKey: .allowedIps)
         func nullable(_ key: CodingKeys) throws -> Int?? {
             guard c.contains(key) else { return nil }
             return .some(try c.decodeNil(forKey: key) ? nil : c.decode(Int.self, forKey: key))

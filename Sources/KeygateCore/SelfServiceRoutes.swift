@@ -39,10 +39,10 @@ enum SelfServiceRoutes {
         router.get("/api/v1/auth/keys") { request, context in
             let caller = try Authenticator.authenticate(request, context)
             try Authenticator.require("self", caller)
+            let page = try Pagination(request)
             guard let userID = caller.userID else {
                 return .json(ListBody(items: [KeyMetadata(record: caller)], nextCursor: nil))
             }
-            let page = try Pagination(request)
             let result = try context.requireKeys().list(KeyFilter(userID: userID), limit: page.limit, cursor: page.cursor)
             return .json(ListBody(items: result.items.map { KeyMetadata(record: $0) }, nextCursor: result.nextCursor))
         }

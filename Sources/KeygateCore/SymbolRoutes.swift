@@ -17,9 +17,9 @@ enum SymbolRoutes {
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            changes.active = try c.decodeIfPresent(Bool.self, forKey: .active)
-            changes.assetClass = try c.decodeIfPresent(String.self, forKey: .assetClass)
-            changes.backfillStatus = try c.decodeIfPresent(String.self, forKey: .backfillStatus)
+            changes.active = try c.decodeNonNullIfPresent(Bool.self, forKey: .active)
+            changes.assetClass = try c.decodeNonNullIfPresent(String.self, forKey: .assetClass)
+            changes.backfillStatus = try c.decodeNonNullIfPresent(String.self, forKey: .backfillStatus)
             if c.contains(.backfillError) {
                 changes.backfillError = .some(try c.decodeNil(forKey: .backfillError) ? nil : c.decode(String.self, forKey: .backfillError))
             }

@@ -21,8 +21,8 @@ enum UserRoutes {
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            email = try c.decodeIfPresent(String.self, forKey: .email)
-            planTier = try c.decodeIfPresent(String.self, forKey: .planTier)
+            email = try c.decodeNonNullIfPresent(String.self, forKey: .email)
+            planTier = try c.decodeNonNullIfPresent(String.self, forKey: .planTier)
             if c.contains(.externalId) {
                 externalId = .some(try c.decodeNil(forKey: .externalId) ? nil : c.decode(String.self, forKey: .externalId))
             }

@@ -22,6 +22,7 @@ kg_install_packages() {
   command -v curl >/dev/null || missing+=(curl)
   command -v perl >/dev/null || missing+=(perl)
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v node >/dev/null || missing+=(nodejs)   # runs docs/examples/javascript_example.mjs
   if ((${#missing[@]})); then
     kg_say "installing ${missing[*]}"
     local sudo=""

@@ -228,13 +228,7 @@ extension OperatorActions {
     }
 
     private func existingSymbol(_ raw: String) throws -> SymbolRecord {
-        if let record = try symbols.get(raw.uppercased()) { return record }
-        for assetClass in SymbolValidation.assetClasses {
-            if let canonical = try? SymbolValidation.canonical(raw, assetClass: assetClass), let record = try symbols.get(canonical) {
-                return record
-            }
-        }
-        throw Problem.notFound("No such symbol.")
+        try SymbolRoutes.lookup(raw, in: symbols)
     }
 }
 

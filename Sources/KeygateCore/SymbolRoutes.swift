@@ -130,10 +130,12 @@ enum SymbolRoutes {
         SymbolStore(connection: try context.requireDatabase())
     }
 
-    /// Case-insensitive, and for crypto also by canonical form (`btc/usd` finds `BTC-USD`).
     static func existing(_ request: Request, _ context: AppContext) throws -> SymbolRecord {
-        let raw = try request.parameter("symbol")
-        let store = try store(context)
+        try lookup(try request.parameter("symbol"), in: try store(context))
+    }
+
+    /// Case-insensitive, and by any accepted spelling (`btc/usd` finds `BTC-USD`); 404 otherwise.
+    static func lookup(_ raw: String, in store: SymbolStore) throws -> SymbolRecord {
         if let record = try store.get(raw.uppercased()) { return record }
         for assetClass in SymbolValidation.assetClasses {
             if let canonical = try? SymbolValidation.canonical(raw, assetClass: assetClass), let record = try store.get(canonical) {

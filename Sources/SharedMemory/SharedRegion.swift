@@ -30,11 +30,20 @@ public final class SharedRegion: @unchecked Sendable {
 
     /// Maps an existing segment for reading (status tools).
     public static func openReadOnly(path: String) throws(POSIXError) -> SharedRegion {
-        let fd = try syscall("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        try openExisting(path: path, writable: false)
+    }
+
+    /// Maps an existing segment for reading and writing (the CLI invalidating cache entries).
+    public static func openReadWrite(path: String) throws(POSIXError) -> SharedRegion {
+        try openExisting(path: path, writable: true)
+    }
+
+    private static func openExisting(path: String, writable: Bool) throws(POSIXError) -> SharedRegion {
+        let fd = try syscall("open \(path)") { Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC) }
         defer { close(fd) }
         var info = stat()
         try syscall("fstat \(path)") { fstat(fd, &info) }
-        return try map(fd: fd, size: Int(info.st_size), writable: false, path: path)
+        return try map(fd: fd, size: Int(info.st_size), writable: writable, path: path)
     }
 
     /// An anonymous shared mapping (tests, and segments no other process opens by name).

@@ -1,0 +1,275 @@
+import Synchronization
+
+/// One authenticated request, as a worker records it for the housekeeper.
+public struct UsageRecord: Sendable, Equatable {
+    public var keyID: [UInt8]       // 16 bytes
+    public var at: Int64            // wall µs
+    public var method: String
+    public var route: String
+    public var path: String
+    public var status: Int
+    public var durationMicroseconds: Int
+    public var remoteAddress: String
+    /// Passed the rate limiter and counts against the key's quotas.
+    public var counted: Bool
+
+    public init(keyID: [UInt8], at: Int64, method: String, route: String, path: String, status: Int,
+                durationMicroseconds: Int, remoteAddress: String, counted: Bool) {
+        self.keyID = keyID
+        self.at = at
+        self.method = method
+        self.route = route
+        self.path = path
+        self.status = status
+        self.durationMicroseconds = durationMicroseconds
+        self.remoteAddress = remoteAddress
+        self.counted = counted
+    }
+}
+
+/// The usage ring: a bounded multi-producer, single-consumer queue of `UsageRecord`s in
+/// shared memory (D. Vyukov's bounded queue: one sequence number per cell, a CAS to claim
+/// a position). Workers append without ever waiting: on a full ring the record is
+/// dropped and counted. The housekeeper reads a batch, writes it to the database, and
+/// only then frees the cells, so while the database is down records wait in the ring.
+///
+/// A worker killed between claiming a cell and publishing it would stall the reader; the
+/// reader skips a cell that stays claimed-but-unpublished for `stallTimeout` (counted as
+/// lost). Publishing and skipping both CAS the cell's sequence, so exactly one wins.
+public struct UsageRing: @unchecked Sendable {
+    public static let layoutVersion = 1
+    static let magic = 0x4B45_5955_5341_4745 // "KEYUSAGE"
+    static let cellSize = 512
+    // Cell layout (bytes).
+    static let atOffset = 8, durationOffset = 16, statusOffset = 20, countedOffset = 22
+    static let lengthsOffset = 23 // method, route, path, remote: one byte each
+    static let keyOffset = 32
+    static let fields: [(offset: Int, capacity: Int)] = [(48, 16), (64, 96), (160, 255), (416, 64)]
+
+    struct Header: ~Copyable {
+        let magic = Atomic<Int>(0)
+        let version = Atomic<Int>(0)
+        let capacity = Atomic<Int>(0)
+        let enqueuePosition = Atomic<Int>(0)
+        let dequeuePosition = Atomic<Int>(0)
+        let appended = Atomic<Int>(0)
+        let dropped = Atomic<Int>(0)
+        let drained = Atomic<Int>(0)
+        let lost = Atomic<Int>(0)
+    }
+
+    public let region: SharedRegion
+    public let capacity: Int
+    private let header: UnsafeMutablePointer<Header>
+    private let cells: UnsafeMutableRawPointer
+
+    static let cellsOffset = (MemoryLayout<Header>.stride + 63) & ~63
+
+    /// Capacity rounds up to a power of two.
+    static func capacity(for records: Int) -> Int {
+        var capacity = 2
+        while capacity < records { capacity <<= 1 }
+        return capacity
+    }
+
+    public static func byteCount(records: Int) -> Int {
+        cellsOffset + capacity(for: records) * cellSize
+    }
+
+    public static func create(in region: SharedRegion, records: Int) -> UsageRing {
+        let header = region.base.bindMemory(to: Header.self, capacity: 1)
+        header.initialize(to: Header())
+        let capacity = capacity(for: records)
+        let ring = UsageRing(region: region, header: header, capacity: capacity)
+        for index in 0..<capacity { ring.sequence(index).initialize(to: Atomic<Int>(index)) }
+        header.pointee.capacity.store(capacity, ordering: .relaxed)
+        header.pointee.version.store(layoutVersion, ordering: .relaxed)
+        header.pointee.magic.store(magic, ordering: .releasing)
+        return ring
+    }
+
+    public static func attach(_ region: SharedRegion) throws(SegmentError) -> UsageRing {
+        guard region.size >= cellsOffset else { throw .wrongKind("usage ring") }
+        let header = region.base.assumingMemoryBound(to: Header.self)
+        guard header.pointee.magic.load(ordering: .acquiring) == magic else { throw .wrongKind("usage ring") }
+        let version = header.pointee.version.load(ordering: .relaxed)
+        guard version == layoutVersion else { throw .layoutMismatch(found: version, expected: layoutVersion) }
+        let capacity = header.pointee.capacity.load(ordering: .relaxed)
+        guard capacity > 1, capacity & (capacity - 1) == 0, cellsOffset + capacity * cellSize <= region.size else {
+            throw .wrongKind("usage ring")
+        }
+        return UsageRing(region: region, header: header, capacity: capacity)
+    }
+
+    private init(region: SharedRegion, header: UnsafeMutablePointer<Header>, capacity: Int) {
+        self.region = region
+        self.header = header
+        self.capacity = capacity
+        cells = region.base + Self.cellsOffset
+    }
+
+    @inline(__always)
+    private func cell(_ index: Int) -> UnsafeMutableRawPointer { cells + index * Self.cellSize }
+
+    @inline(__always)
+    private func sequence(_ index: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+        cell(index).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+
+    // MARK: Producers (workers)
+
+    /// Appends `record`; never waits. False when the ring was full (the record is counted as dropped).
+    @discardableResult
+    public func append(_ record: UsageRecord) -> Bool {
+        var position = header.pointee.enqueuePosition.load(ordering: .relaxed)
+        while true {
+            let index = position & (capacity - 1)
+            let sequence = sequence(index).pointee.load(ordering: .acquiring)
+            let difference = sequence - position
+            if difference == 0 {
+                let (exchanged, current) = header.pointee.enqueuePosition.weakCompareExchange(
+                    expected: position, desired: position + 1, ordering: .relaxed)
+                if exchanged {
+                    write(record, into: cell(index))
+                    // Publish, unless the reader gave up on this cell meanwhile.
+                    if self.sequence(index).pointee.compareExchange(expected: position, desired: position + 1, ordering: .releasing).exchanged {
+                        header.pointee.appended.wrappingAdd(1, ordering: .relaxed)
+                        return true
+                    }
+                    header.pointee.dropped.wrappingAdd(1, ordering: .relaxed)
+                    return false
+                }
+                position = current
+            } else if difference < 0 {
+                header.pointee.dropped.wrappingAdd(1, ordering: .relaxed)
+                return false
+            } else {
+                position = header.pointee.enqueuePosition.load(ordering: .relaxed)
+            }
+        }
+    }
+
+    private func write(_ record: UsageRecord, into cell: UnsafeMutableRawPointer) {
+        cell.storeBytes(of: record.at, toByteOffset: Self.atOffset, as: Int64.self)
+        cell.storeBytes(of: UInt32(clamping: max(0, record.durationMicroseconds)), toByteOffset: Self.durationOffset, as: UInt32.self)
+        cell.storeBytes(of: UInt16(clamping: max(0, record.status)), toByteOffset: Self.statusOffset, as: UInt16.self)
+        cell.storeBytes(of: record.counted ? 1 : 0, toByteOffset: Self.countedOffset, as: UInt8.self)
+        for offset in 0..<16 {
+            cell.storeBytes(of: offset < record.keyID.count ? record.keyID[offset] : 0, toByteOffset: Self.keyOffset + offset, as: UInt8.self)
+        }
+        for (number, text) in [record.method, record.route, record.path, record.remoteAddress].enumerated() {
+            let field = Self.fields[number]
+            var length = 0
+            for byte in text.utf8 {
+                guard length < field.capacity else { break }
+                cell.storeBytes(of: byte, toByteOffset: field.offset + length, as: UInt8.self)
+                length += 1
+            }
+            cell.storeBytes(of: UInt8(length), toByteOffset: Self.lengthsOffset + number, as: UInt8.self)
+        }
+    }
+
+    // MARK: Statistics
+
+    public var statistics: UsageRingStatistics {
+        let enqueued = header.pointee.enqueuePosition.load(ordering: .relaxed)
+        let dequeued = header.pointee.dequeuePosition.load(ordering: .relaxed)
+        return UsageRingStatistics(capacity: capacity, pending: max(0, enqueued - dequeued),
+                                   appended: header.pointee.appended.load(ordering: .relaxed),
+                                   dropped: header.pointee.dropped.load(ordering: .relaxed),
+                                   drained: header.pointee.drained.load(ordering: .relaxed),
+                                   lost: header.pointee.lost.load(ordering: .relaxed))
+    }
+
+    // MARK: The consumer (housekeeper)
+
+    /// The single reader's side. Only one process may read at a time (the housekeeper).
+    public final class Reader {
+        let ring: UsageRing
+        /// How long a claimed cell may stay unpublished before it is skipped (µs).
+        let stallTimeout: Int64
+        private var stalledPosition = -1
+        private var stalledSince: Int64 = 0
+        private var pending = 0
+
+        public init(_ ring: UsageRing, stallTimeout: Int64 = 2_000_000) {
+            self.ring = ring
+            self.stallTimeout = stallTimeout
+        }
+
+        /// Up to `limit` records waiting in the ring, oldest first, without freeing them:
+        /// call `commit()` once they are stored, or `peek` again to get the same ones.
+        public func peek(limit: Int, now: Int64) -> [UsageRecord] {
+            var records: [UsageRecord] = []
+            let start = ring.header.pointee.dequeuePosition.load(ordering: .relaxed)
+            var position = start
+            while records.count < limit {
+                let index = position & (ring.capacity - 1)
+                let sequence = ring.sequence(index).pointee.load(ordering: .acquiring)
+                if sequence == position + 1 {
+                    records.append(ring.read(ring.cell(index)))
+                    position += 1
+                    continue
+                }
+                // Not published. Claimed by a producer that is still writing, or died?
+                let enqueued = ring.header.pointee.enqueuePosition.load(ordering: .relaxed)
+                guard sequence == position, enqueued > position, records.isEmpty else { break }
+                if stalledPosition != position {
+                    stalledPosition = position
+                    stalledSince = now
+                    break
+                }
+                guard now - stalledSince >= stallTimeout else { break }
+                if ring.sequence(index).pointee.compareExchange(expected: position, desired: position + ring.capacity, ordering: .acquiringAndReleasing).exchanged {
+                    ring.header.pointee.lost.wrappingAdd(1, ordering: .relaxed)
+                    ring.header.pointee.dequeuePosition.store(position + 1, ordering: .relaxed)
+                }
+                return peek(limit: limit, now: now)
+            }
+            pending = records.count
+            return records
+        }
+
+        /// Frees the cells of the last `peek`.
+        public func commit() {
+            let start = ring.header.pointee.dequeuePosition.load(ordering: .relaxed)
+            for position in start..<(start + pending) {
+                ring.sequence(position & (ring.capacity - 1)).pointee.store(position + ring.capacity, ordering: .releasing)
+            }
+            ring.header.pointee.dequeuePosition.store(start + pending, ordering: .relaxed)
+            ring.header.pointee.drained.wrappingAdd(pending, ordering: .relaxed)
+            pending = 0
+        }
+    }
+
+    /// Test support: claims the next position the way `append` does and never publishes
+    /// it, like a worker killed between the two steps.
+    public func simulateProducerDyingAfterClaim() {
+        _ = header.pointee.enqueuePosition.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    private func read(_ cell: UnsafeMutableRawPointer) -> UsageRecord {
+        func text(_ number: Int) -> String {
+            let field = Self.fields[number]
+            let length = min(Int(cell.load(fromByteOffset: Self.lengthsOffset + number, as: UInt8.self)), field.capacity)
+            return String(decoding: UnsafeRawBufferPointer(start: cell + field.offset, count: length), as: UTF8.self)
+        }
+        return UsageRecord(
+            keyID: [UInt8](UnsafeRawBufferPointer(start: cell + Self.keyOffset, count: 16)),
+            at: cell.load(fromByteOffset: Self.atOffset, as: Int64.self),
+            method: text(0), route: text(1), path: text(2),
+            status: Int(cell.load(fromByteOffset: Self.statusOffset, as: UInt16.self)),
+            durationMicroseconds: Int(cell.load(fromByteOffset: Self.durationOffset, as: UInt32.self)),
+            remoteAddress: text(3),
+            counted: cell.load(fromByteOffset: Self.countedOffset, as: UInt8.self) != 0)
+    }
+}
+
+public struct UsageRingStatistics: Sendable, Equatable {
+    public let capacity: Int
+    public let pending: Int
+    public let appended: Int
+    public let dropped: Int
+    public let drained: Int
+    public let lost: Int
+}

@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import Posix
+@testable import SharedMemory
+
+private func makeRing(records: Int) throws -> UsageRing {
+    UsageRing.create(in: try SharedRegion.anonymous(size: UsageRing.byteCount(records: records)), records: records)
+}
+
+private func record(_ number: Int, producer: UInt8 = 1) -> UsageRecord {
+    UsageRecord(keyID: [UInt8](repeating: producer, count: 16), at: Int64(number), method: "GET", route: "GET /api/v1/auth/key",
+                path: "/api/v1/auth/key", status: 200, durationMicroseconds: number, remoteAddress: "192.0.2.1", counted: number % 2 == 0)
+}
+
+@Suite("Usage ring")
+struct UsageRingTests {
+    @Test("records come out in order with every field; long texts are cut, not overflowed")
+    func roundTrip() throws {
+        let ring = try makeRing(records: 16)
+        var long = record(1)
+        long.path = "/" + String(repeating: "p", count: 400)
+        long.route = String(repeating: "r", count: 200)
+        #expect(ring.append(record(0)))
+        #expect(ring.append(long))
+        let reader = UsageRing.Reader(ring)
+        let out = reader.peek(limit: 10, now: 0)
+        #expect(out.count == 2)
+        #expect(out[0] == record(0))
+        #expect(out[1].path.utf8.count == 255 && out[1].path.hasPrefix("/ppp"))
+        #expect(out[1].route.utf8.count == 96)
+        #expect(out[1].counted == false && out[1].durationMicroseconds == 1)
+    }
+
+    @Test("records stay until committed (the database may be down)")
+    func peekCommit() throws {
+        let ring = try makeRing(records: 16)
+        for number in 0..<5 { ring.append(record(number)) }
+        let reader = UsageRing.Reader(ring)
+        #expect(reader.peek(limit: 3, now: 0).map(\.at) == [0, 1, 2])
+        #expect(reader.peek(limit: 3, now: 0).map(\.at) == [0, 1, 2]) // not committed: the same again
+        reader.commit()
+        #expect(ring.statistics.pending == 2 && ring.statistics.drained == 3)
+        #expect(reader.peek(limit: 10, now: 0).map(\.at) == [3, 4])
+        reader.commit()
+        #expect(reader.peek(limit: 10, now: 0).isEmpty)
+    }
+
+    @Test("a full ring drops and counts, never blocks, and takes records again once drained")
+    func overflow() throws {
+        let ring = try makeRing(records: 64)
+        let results = (0..<100).map { ring.append(record($0)) }
+        #expect(results.filter { $0 }.count == 64)
+        #expect(ring.statistics.dropped == 36 && ring.statistics.appended == 64)
+        let reader = UsageRing.Reader(ring)
+        #expect(reader.peek(limit: 1_000, now: 0).map(\.at) == (0..<64).map(Int64.init))
+        reader.commit()
+        #expect(ring.append(record(500)))
+        #expect(reader.peek(limit: 10, now: 0).map(\.at) == [500])
+    }
+
+    @Test("a cell claimed by a producer that died is skipped after the stall timeout, and counted as lost")
+    func stalledProducer() throws {
+        let ring = try makeRing(records: 16)
+        ring.append(record(1))
+        ring.simulateProducerDyingAfterClaim()
+        ring.append(record(3))
+        let reader = UsageRing.Reader(ring, stallTimeout: 2_000_000)
+        #expect(reader.peek(limit: 10, now: 0).map(\.at) == [1])
+        reader.commit()
+        #expect(reader.peek(limit: 10, now: 1_000_000).isEmpty)   // stalled: wait
+        #expect(reader.peek(limit: 10, now: 1_500_000).isEmpty)
+        #expect(reader.peek(limit: 10, now: 3_100_000).map(\.at) == [3]) // given up on, moved past
+        reader.commit()
+        #expect(ring.statistics.lost == 1)
+        // The skipped cell is usable again on the next lap.
+        for number in 0..<16 { #expect(ring.append(record(10 + number))) }
+        #expect(reader.peek(limit: 100, now: 4_000_000).count == 16)
+    }
+}
+
+@Suite("Usage ring across fork", .serialized)
+struct UsageRingForkTests {
+    @Test("two processes appending concurrently: nothing lost, each producer's records in order")
+    func concurrentProducers() throws {
+        let ring = try makeRing(records: 4_096)
+        let reader = UsageRing.Reader(ring)
+        ring.append(record(0, producer: 9)) // warm the path the children take
+        _ = reader.peek(limit: 1, now: 0)
+        reader.commit()
+        var children: [pid_t] = []
+        children.reserveCapacity(2)
+        for producer in [UInt8(1), 2] {
+            let child = Glibc.fork()
+            try #require(child >= 0)
+            if child == 0 {
+                for number in 0..<1_500 { ring.append(record(number, producer: producer)) }
+                _exit(0)
+            }
+            children.append(child)
+        }
+        for child in children {
+            var status: Int32 = 0
+            var reaped: pid_t
+            repeat { reaped = waitpid(child, &status, 0) } while reaped == -1 && errno == EINTR
+            #expect(ExitReason(waitStatus: status) == .exited(0))
+        }
+        let out = reader.peek(limit: 10_000, now: 0)
+        #expect(out.count == 3_000)
+        for producer in [UInt8(1), 2] {
+            #expect(out.filter { $0.keyID[0] == producer }.map(\.at) == (0..<1_500).map(Int64.init))
+        }
+    }
+}

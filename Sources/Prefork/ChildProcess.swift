@@ -4,8 +4,16 @@ import Glibc
 import Posix
 import SharedMemory
 
+/// What a pool process is for.
+public enum ChildRole: Sendable, Equatable {
+    case worker
+    /// The one background process: drains the usage ring, listens for key changes.
+    case housekeeper
+}
+
 /// What a forked pool process is told about itself.
 public struct WorkerContext {
+    public let role: ChildRole
     public let slot: Int
     public let generation: Int
     public let scoreboard: Scoreboard
@@ -14,6 +22,7 @@ public struct WorkerContext {
 
 /// The master's record of one live child.
 struct ChildProcess {
+    let role: ChildRole
     let pid: pid_t
     let slot: Int
     let generation: Int
@@ -29,6 +38,7 @@ struct ChildProcess {
 /// A pending replacement of a worker that died, with its back-off.
 struct Respawn {
     let due: Int64
+    var role: ChildRole = .worker
 }
 
 /// Recent crashes, for back-off and the crash-loop (emergency) threshold.

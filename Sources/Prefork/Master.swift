@@ -16,6 +16,7 @@ public final class Master {
     private let scoreboard: Scoreboard
     private var settings: PoolSettings
     private let runWorker: WorkerBody
+    private let runHousekeeper: WorkerBody?
     private let reloadSettings: Reload
     private let log: Log
 
@@ -29,12 +30,15 @@ public final class Master {
 
     /// - Parameters:
     ///   - runWorker: the body of a worker, run in the forked child; its result is the exit code.
+    ///   - runHousekeeper: the body of the one housekeeper process, supervised like a worker; nil = none.
     ///   - reloadSettings: called on SIGHUP; nil keeps the current settings (a bad file is logged by the caller).
-    public init(scoreboard: Scoreboard, settings: PoolSettings, 
-                log: @escaping Log, reloadSettings: @escaping Reload, runWorker: @escaping WorkerBody) {
+    public init(scoreboard: Scoreboard, settings: PoolSettings,
+                log: @escaping Log, reloadSettings: @escaping Reload, runWorker: @escaping WorkerBody,
+                runHousekeeper: WorkerBody? = nil) {
         self.scoreboard = scoreboard
         self.settings = settings
         self.runWorker = runWorker
+        self.runHousekeeper = runHousekeeper
         self.reloadSettings = reloadSettings
         self.log = log
     }
@@ -46,7 +50,8 @@ public final class Master {
         Signals.ignoreBrokenPipe()
         scoreboard.setGeneration(generation)
         log("pool starting: \(settings.workers) workers, max_requests=\(settings.maxRequests), request_timeout=\(settings.requestTimeoutSeconds)s")
-        for _ in 0..<settings.workers { spawn(extraClose: [pipe.readFD, pipe.writeFD]) }
+        ensureHousekeeper(extraClose: [pipe.readFD, pipe.writeFD])
+        for _ in 0..<settings.workers { spawn(.worker, extraClose: [pipe.readFD, pipe.writeFD]) }
 
         while true {
             for signal in pipe.wait(timeoutMilliseconds: 50) {
@@ -60,6 +65,7 @@ public final class Master {
             let now = Clock.monotonicMicroseconds()
             escalateStops(now: now)
             if isStopping {
+                stopHousekeeperAfterWorkers(now: now)
                 if children.isEmpty {
                     log("pool stopped")
                     return exitCode
@@ -67,6 +73,7 @@ public final class Master {
                 continue
             }
             startDueRespawns(now: now, extraClose: [pipe.readFD, pipe.writeFD])
+            ensureHousekeeper(extraClose: [pipe.readFD, pipe.writeFD])
             enforceTimeouts(now: now)
             sampleResidentMemory(now: now)
         }
@@ -74,19 +81,19 @@ public final class Master {
 
     // MARK: Spawning
 
-    private func spawn(extraClose: [Int32]) {
+    private func spawn(_ role: ChildRole, extraClose: [Int32]) {
         guard let slot = freeSlot() else {
-            log("no free scoreboard slot: worker not started")
+            log("no free scoreboard slot: \(role) not started")
             return
         }
-        scoreboard.claim(slot, generation: generation)
+        scoreboard.claim(slot, generation: generation, state: role == .housekeeper ? .housekeeping : .starting)
         let pid: pid_t
         do {
             pid = try ProcessControl.fork()
         } catch {
             scoreboard.release(slot)
             log("fork failed: \(error); retrying in 1 s")
-            respawns.append(Respawn(due: Clock.monotonicMicroseconds() + 1_000_000))
+            respawns.append(Respawn(due: Clock.monotonicMicroseconds() + 1_000_000, role: role))
             return
         }
         if pid == 0 {
@@ -94,11 +101,12 @@ public final class Master {
             Signals.setParentDeathSignal(SIGTERM)
             for fd in extraClose { close(fd) }
             scoreboard.setPID(slot, getpid())
-            let code = runWorker(WorkerContext(slot: slot, generation: generation, scoreboard: scoreboard, settings: settings))
+            let context = WorkerContext(role: role, slot: slot, generation: generation, scoreboard: scoreboard, settings: settings)
+            let code = role == .housekeeper ? (runHousekeeper ?? runWorker)(context) : runWorker(context)
             ProcessControl.exitImmediately(code)
         }
         scoreboard.setPID(slot, pid)
-        children[pid] = ChildProcess(pid: pid, slot: slot, generation: generation, startedAt: Clock.monotonicMicroseconds())
+        children[pid] = ChildProcess(role: role, pid: pid, slot: slot, generation: generation, startedAt: Clock.monotonicMicroseconds())
     }
 
     private func freeSlot() -> Int? {
@@ -108,13 +116,30 @@ public final class Master {
 
     /// Workers of the current generation that are alive or about to be started.
     private var currentWorkerCount: Int {
-        children.values.filter { $0.generation == generation && $0.stopRequestedAt == nil }.count + respawns.count
+        children.values.filter { $0.role == .worker && $0.generation == generation && $0.stopRequestedAt == nil }.count
+            + respawns.filter { $0.role == .worker }.count
+    }
+
+    private var hasHousekeeper: Bool {
+        children.values.contains { $0.role == .housekeeper }
+    }
+
+    /// Starts the housekeeper when none is alive or pending (first start, after a reload).
+    private func ensureHousekeeper(extraClose: [Int32]) {
+        guard runHousekeeper != nil, !hasHousekeeper, !respawns.contains(where: { $0.role == .housekeeper }) else { return }
+        spawn(.housekeeper, extraClose: extraClose)
     }
 
     private func startDueRespawns(now: Int64, extraClose: [Int32]) {
         let due = respawns.filter { $0.due <= now }
         respawns.removeAll { $0.due <= now }
-        for _ in due where currentWorkerCount < settings.workers { spawn(extraClose: extraClose) }
+        for respawn in due {
+            switch respawn.role {
+            case .worker where currentWorkerCount < settings.workers: spawn(.worker, extraClose: extraClose)
+            case .housekeeper where !hasHousekeeper: spawn(.housekeeper, extraClose: extraClose)
+            default: break
+            }
+        }
     }
 
     // MARK: Reaping
@@ -130,14 +155,14 @@ public final class Master {
             if child.killedForTimeout {
                 log("worker \(pid) killed after exceeding request_timeout; replacing it")
                 scoreboard.countTimeoutKill()
-                respawns.append(Respawn(due: now))
+                respawns.append(Respawn(due: now, role: child.role))
                 continue
             }
             if now - child.startedAt > 10_000_000 { crashes.noteHealthyRun() }
             if reason == .exited(0) {
                 // Planned exit: max_requests reached, or someone sent it SIGTERM.
                 scoreboard.countRecycle()
-                respawns.append(Respawn(due: now))
+                respawns.append(Respawn(due: now, role: child.role))
                 continue
             }
             scoreboard.countCrashRestart()
@@ -150,8 +175,8 @@ public final class Master {
                 beginStop(reason: "crash loop")
                 return
             }
-            log("worker \(pid) died (\(reason)); replacing it in \(delay / 1000) ms")
-            respawns.append(Respawn(due: now + delay))
+            log("\(child.role) \(pid) died (\(reason)); replacing it in \(delay / 1000) ms")
+            respawns.append(Respawn(due: now + delay, role: child.role))
         }
     }
 
@@ -160,7 +185,7 @@ public final class Master {
     private func enforceTimeouts(now: Int64) {
         guard settings.requestTimeoutSeconds > 0 else { return }
         let limit = Int64(settings.requestTimeoutSeconds * 1_000_000)
-        for (pid, child) in children where !child.killedForTimeout {
+        for (pid, child) in children where !child.killedForTimeout && child.role == .worker {
             let slot = scoreboard.snapshot(child.slot)
             guard slot.state == .busy, slot.requestStartMonotonic > 0, now - slot.requestStartMonotonic > limit else { continue }
             log("worker \(pid) busy on one request for more than \(settings.requestTimeoutSeconds)s: SIGKILL")
@@ -195,10 +220,12 @@ public final class Master {
         scoreboard.countReload()
         respawns.removeAll()
         // New workers first, then retire the old ones: the listening socket never lacks an acceptor.
-        for _ in 0..<settings.workers { spawn(extraClose: extraClose) }
+        // The old housekeeper is retired with the old workers; its successor starts once it
+        // has exited (`ensureHousekeeper`): the usage ring has one reader at a time.
+        for _ in 0..<settings.workers { spawn(.worker, extraClose: extraClose) }
         for pid in retiring {
             children[pid]?.stopRequestedAt = now
-            scoreboard.setState(children[pid]?.slot ?? 0, .stopping)
+            if let child = children[pid], child.role == .worker { scoreboard.setState(child.slot, .stopping) }
             ProcessControl.send(SIGTERM, to: pid)
         }
         log("reload: generation \(generation), \(settings.workers) workers started, \(retiring.count) retiring")
@@ -221,9 +248,19 @@ public final class Master {
         let now = Clock.monotonicMicroseconds()
         isStopping = true
         respawns.removeAll()
-        for (pid, child) in children {
+        for (pid, child) in children where child.role == .worker {
             children[pid]?.stopRequestedAt = now
             scoreboard.setState(child.slot, .stopping)
+            ProcessControl.send(SIGTERM, to: pid)
+        }
+        stopHousekeeperAfterWorkers(now: now)
+    }
+
+    /// The housekeeper stops last, so it can store what the last requests recorded.
+    private func stopHousekeeperAfterWorkers(now: Int64) {
+        guard !children.values.contains(where: { $0.role == .worker }) else { return }
+        for (pid, child) in children where child.role == .housekeeper && child.stopRequestedAt == nil {
+            children[pid]?.stopRequestedAt = now
             ProcessControl.send(SIGTERM, to: pid)
         }
     }

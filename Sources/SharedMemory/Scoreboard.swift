@@ -4,6 +4,8 @@ import Posix
 /// What a pool process is doing, as recorded in its scoreboard slot.
 public enum SlotState: Int, Sendable, CaseIterable {
     case free = 0, starting, idle, busy, stopping
+    /// The housekeeper's slot, for its whole life (it serves no requests).
+    case housekeeping
 
     public var name: String {
         switch self {
@@ -12,6 +14,7 @@ public enum SlotState: Int, Sendable, CaseIterable {
         case .idle: return "idle"
         case .busy: return "busy"
         case .stopping: return "stopping"
+        case .housekeeping: return "housekeeping"
         }
     }
 }
@@ -127,7 +130,7 @@ public struct Scoreboard: @unchecked Sendable {
 
     /// Claims slot `index` for a process about to be forked (master side, before fork, so
     /// the child's own state updates can never be overwritten by this one).
-    public func claim(_ index: Int, generation: Int) {
+    public func claim(_ index: Int, generation: Int, state: SlotState = .starting) {
         let slot = slots + index
         slot.pointee.requests.store(0, ordering: .relaxed)
         slot.pointee.requestStartMonotonic.store(0, ordering: .relaxed)
@@ -136,7 +139,7 @@ public struct Scoreboard: @unchecked Sendable {
         slot.pointee.generation.store(generation, ordering: .relaxed)
         slot.pointee.startedAtWall.store(Int(Clock.wallMicroseconds()), ordering: .relaxed)
         slot.pointee.pid.store(0, ordering: .relaxed)
-        slot.pointee.state.store(SlotState.starting.rawValue, ordering: .releasing)
+        slot.pointee.state.store(state.rawValue, ordering: .releasing)
     }
 
     /// Records the process now owning a claimed slot (both sides of the fork write it).

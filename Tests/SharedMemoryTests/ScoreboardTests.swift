@@ -199,7 +199,7 @@ struct ScoreboardTests {
 
     @Test("slot state names")
     func stateNames() {
-        #expect(SlotState.allCases.map(\.name) == ["free", "starting", "idle", "busy", "stopping"])
+        #expect(SlotState.allCases.map(\.name) == ["free", "starting", "idle", "busy", "stopping", "housekeeping"])
     }
 }
 

@@ -15,11 +15,11 @@ public final class KeyStore {
         (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_at,
         (extract(epoch FROM expires_at) * 1000000)::bigint AS expires_at,
         (extract(epoch FROM last_used_at) * 1000000)::bigint AS last_used_at, last_used_endpoint, request_count,
-        (extract(epoch FROM revoked_at) * 1000000)::bigint AS revoked_at, rotated_from::text AS rotated_from
+        (extract(epoch FROM revoked_at) * 1000000)::bigint AS revoked_at, rotated_from::text AS rotated_from, key_hash
         """
 
     static func record(_ row: PostgresRow) throws(PostgresDecodingError) -> KeyRecord {
-        KeyRecord(
+        var record = KeyRecord(
             id: try row.decode("id"), name: try row.decode("name"), keyPrefix: try row.decode("key_prefix"),
             environment: try row.decode("environment"), userID: try row.decode("user_id", as: String?.self),
             scopes: try row.decode("scopes"), allowedPaths: try row.decode("allowed_paths"),
@@ -34,6 +34,8 @@ public final class KeyStore {
             lastUsedEndpoint: try row.decode("last_used_endpoint", as: String?.self), requestCount: try row.decode("request_count"),
             revokedAt: try row.decode("revoked_at", as: Int64?.self), rotatedFrom: try row.decode("rotated_from", as: String?.self)
         )
+        record.keyHash = try row.decode("key_hash", as: PostgresBytes.self).bytes
+        return record
     }
 
     static func records(_ rows: PostgresRows) throws(StoreError) -> [KeyRecord] {

@@ -54,6 +54,8 @@ public struct KeyRecord: Sendable, Equatable {
     public let requestCount: Int
     public let revokedAt: Int64?
     public let rotatedFrom: String?
+    /// The stored HMAC, so a change can drop the key's cache entry. Never shown.
+    public var keyHash: [UInt8] = []
 
     public init(id: String, name: String, keyPrefix: String, environment: String, userID: String?, scopes: [String],
                 allowedPaths: [String], allowedIPs: [String], limits: KeyLimits, active: Bool, createdAt: Int64, updatedAt: Int64,

@@ -61,14 +61,15 @@ public enum UsageQueries {
         return Page(items: items, nextCursor: next)
     }
 
-    /// Requests counted against the daily and monthly quota (UTC day and month so far).
+    /// Requests counted against the daily and monthly quota (UTC day and month so far),
+    /// as the housekeeper has stored them.
     public static func quotaUsage(keyID: String, on db: PostgresConnection) throws(StoreError) -> (today: Int, month: Int) {
         let rows = try storage {
             try db.query("""
-                SELECT count(*) FILTER (WHERE at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::bigint AS today,
-                       count(*)::bigint AS month
-                FROM api_key_usage
-                WHERE key_id = \(keyID)::uuid AND at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                SELECT coalesce(sum(requests) FILTER (WHERE day = (now() AT TIME ZONE 'UTC')::date), 0)::bigint AS today,
+                       coalesce(sum(requests), 0)::bigint AS month
+                FROM api_key_quota_usage
+                WHERE key_id = \(keyID)::uuid AND day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date
                 """)
         }
         return try storage { (try rows.first?.decode("today", as: Int.self) ?? 0, try rows.first?.decode("month", as: Int.self) ?? 0) }

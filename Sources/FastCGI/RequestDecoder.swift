@@ -33,6 +33,9 @@ public struct RequestDecoder {
     private var remoteAddress = ""
     private var requestID: String?
     private var contentLength: [UInt8]?
+    private var originalURI: String?
+    private var originalMethod: String?
+    private var requiredScope: String?
     private var headers = HTTPHeaders()
     private var oversized: String?
     private var methodMalformed = false
@@ -70,6 +73,12 @@ public struct RequestDecoder {
             }
         case 14 where Self.equals(name, "CONTENT_LENGTH"):
             contentLength = Array(value)
+        case 20 where Self.equals(name, "KEYGATE_ORIGINAL_URI"):
+            originalURI = value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
+        case 23 where Self.equals(name, "KEYGATE_ORIGINAL_METHOD"):
+            originalMethod = value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
+        case 22 where Self.equals(name, "KEYGATE_REQUIRED_SCOPE"):
+            requiredScope = value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
         default:
             break
         }
@@ -128,8 +137,12 @@ public struct RequestDecoder {
                 }
             }
         }
-        return Request(method: method, path: path, query: query, headers: headers,
-                       remoteAddress: remoteAddress, isHTTPS: isHTTPS, requestID: requestID, body: body)
+        var request = Request(method: method, path: path, query: query, headers: headers,
+                              remoteAddress: remoteAddress, isHTTPS: isHTTPS, requestID: requestID, body: body)
+        request.originalURI = originalURI
+        request.originalMethod = originalMethod
+        request.requiredScope = requiredScope
+        return request
     }
 
     /// Convenience over `add` + `finish` for whole param lists (tests, tools).

@@ -13,6 +13,12 @@ public struct Request: Sendable {
     /// nginx's `$request_id`, or one keygate made when nginx sent none.
     public var requestID: String
     public var body: [UInt8]
+    /// For nginx `auth_request` subrequests: the original request's URI and method, and
+    /// the scope the protected location demands (`KEYGATE_*` FastCGI params, which only
+    /// nginx's configuration can set; clients can only produce `HTTP_*` params).
+    public var originalURI: String?
+    public var originalMethod: String?
+    public var requiredScope: String?
     /// Parameters the router captured from the path pattern, percent-decoded.
     public var pathParameters: [String: String] = [:]
 

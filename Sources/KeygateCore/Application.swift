@@ -1,6 +1,7 @@
 import HTTP
 import Keys
 import Postgres
+import SharedMemory
 import Storage
 
 /// What every handler can reach: settings, the scoreboard, this worker's database
@@ -21,10 +22,18 @@ public final class AppContext: @unchecked Sendable {
     public let openAPIDocument: [UInt8]?
     /// Route names by index, for metrics ("GET /healthz").
     public internal(set) var routeNames: [String] = []
+    /// This host's shared segments (nil in unit tests without them).
+    public let host: HostState?
+    /// Keys by hash: the shared cache, then the database.
+    let directory: KeyDirectory?
+    var rates: RateTable? { host?.rates }
+    /// The request being answered (this process serves one at a time).
+    let current = RequestState()
 
     public init(configuration: Configuration, logger: Logger, pool: PoolView,
                 database: PostgresConnection? = nil, requiredSchemaVersion: Int = 0, hasher: KeyHasher? = nil,
-                openAPIDocument: [UInt8]? = nil) {
+                openAPIDocument: [UInt8]? = nil, host: HostState? = nil, keyCache: KeyCache? = nil) {
+        self.host = host
         self.openAPIDocument = openAPIDocument
         self.configuration = configuration
         self.logger = logger
@@ -34,6 +43,13 @@ public final class AppContext: @unchecked Sendable {
         self.hasher = hasher
         keys = database.map(KeyStore.init(connection:))
         users = database.map(UserStore.init(connection:))
+        let cache = host?.keyCache ?? keyCache
+        directory = keys == nil && cache == nil ? nil : KeyDirectory(cache: cache, keys: keys, configuration: configuration)
+    }
+
+    func requireDirectory() throws(Problem) -> KeyDirectory {
+        guard let directory else { throw Problem.unavailable("No database is configured.") }
+        return directory
     }
 
     func requireHasher() throws(Problem) -> KeyHasher {
@@ -71,6 +87,7 @@ public struct Application: Sendable {
         UserRoutes.register(on: &router)
         SelfServiceRoutes.register(on: &router)
         SymbolRoutes.register(on: &router)
+        VerifyRoutes.register(on: &router)
         if context.configuration.debugRoutes { DebugRoutes.register(on: &router) }
         context.routeNames = router.routes.map { "\($0.method) \($0.pattern)" }
         self.router = router
@@ -81,6 +98,7 @@ public struct Application: Sendable {
     public func respond(to request: Request) -> (response: Response, routeIndex: Int?) {
         var routeIndex: Int?
         var response: Response
+        context.current.reset()
         do {
             // Defence in depth: nginx already refuses plain HTTP for the API.
             guard request.isHTTPS else {
@@ -111,6 +129,10 @@ public struct Application: Sendable {
                 context.logger.error("unhandled error", [("request_id", request.requestID), ("error", String(describing: error))])
             }
             response = ProblemRenderer.response(for: error, requestID: request.requestID)
+        }
+        // Limited keys see where they stand on every response, refused or not.
+        if let decision = context.current.rate {
+            for (name, value) in RequestState.rateHeaders(decision) { response.headers.set(name, value) }
         }
         return (response, routeIndex)
     }

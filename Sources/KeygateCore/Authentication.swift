@@ -1,6 +1,7 @@
 import HTTP
 import Keys
 import Posix
+import SharedMemory
 import Storage
 
 /// Every scope a key can hold (SPEC §4). `admin` implies all the others.
@@ -29,40 +30,170 @@ struct Unauthorized: HTTPError {
     var headers: HTTPHeaders { HTTPHeaders([("WWW-Authenticate", #"Bearer realm="keygate""#)]) }
 }
 
-/// Authentication for every protected route.
+/// 429: a rate limit or quota refused the request. The rate-limit headers are added
+/// by `Application` from the request's `RequestState`, as on every limited response.
+struct TooManyRequests: HTTPError {
+    let decision: RateDecision
+    let status = HTTPStatus.tooManyRequests
+    var detail: String {
+        switch decision.policy {
+        case .daily: return "This key's daily quota of \(decision.limit) requests is used up."
+        case .monthly: return "This key's monthly quota of \(decision.limit) requests is used up."
+        case .burst: return "This key allows \(decision.limit) requests per second."
+        case .minute: return "This key allows \(decision.limit) requests per minute."
+        case .hour: return "This key allows \(decision.limit) requests per hour."
+        }
+    }
+    var headers: HTTPHeaders { HTTPHeaders([("Retry-After", String(decision.retryAfterSeconds ?? 1))]) }
+}
+
+/// What the pool learned about the current request's key, for the response headers and
+/// the usage record written after the response. One per worker, reset per request.
+final class RequestState {
+    var key: KeyRecord?
+    var keyIDBytes: [UInt8]?
+    var rate: RateDecision?
+    /// Let through by the rate limiter (counts against quotas).
+    var counted = false
+
+    func reset() {
+        key = nil
+        keyIDBytes = nil
+        rate = nil
+        counted = false
+    }
+
+    struct Snapshot {
+        let key: KeyRecord?, keyIDBytes: [UInt8]?, rate: RateDecision?, counted: Bool
+    }
+
+    func snapshot() -> Snapshot { Snapshot(key: key, keyIDBytes: keyIDBytes, rate: rate, counted: counted) }
+
+    func restore(_ snapshot: Snapshot) {
+        key = snapshot.key
+        keyIDBytes = snapshot.keyIDBytes
+        rate = snapshot.rate
+        counted = snapshot.counted
+    }
+
+    /// `RateLimit-*` (IETF draft) and the `X-RateLimit-*` twins most clients know; Reset is
+    /// seconds from now in both.
+    static func rateHeaders(_ decision: RateDecision) -> [(String, String)] {
+        let limit = String(decision.limit), remaining = String(decision.remaining), reset = String(decision.resetSeconds)
+        return [("RateLimit-Limit", limit), ("RateLimit-Remaining", remaining), ("RateLimit-Reset", reset),
+                ("X-RateLimit-Limit", limit), ("X-RateLimit-Remaining", remaining), ("X-RateLimit-Reset", reset)]
+    }
+}
+
+/// The outcome of checking a presented key against a request.
+enum KeyVerdict {
+    /// Missing, malformed, unknown, revoked or expired: all look the same to the caller.
+    case invalid(Authenticator.Reason, keyID: String?)
+    case denied(KeyRecord, Authenticator.Denial)
+    case limited(KeyRecord, RateDecision)
+    case valid(KeyRecord, RateDecision?)
+}
+
+/// Authentication for every protected route and for the verification routes.
 enum Authenticator {
     /// Why a key was refused, for the log (never the key itself).
     enum Reason: String { case missing, malformed, unknown, revoked, expired }
+    /// Why a valid key may not do this.
+    enum Denial: String {
+        case ip = "ip_denied", path = "path_denied", scope = "scope_denied"
 
-    /// The presented key's record, or 401/403.
+        var detail: String {
+            switch self {
+            case .ip: return "This key may not be used from this address."
+            case .path: return "This key may not be used for this path."
+            case .scope: return "This key lacks the scope this resource needs."
+            }
+        }
+    }
+
+    /// The presented key's record, or 401/403/429. Records the key on the request state.
     static func authenticate(_ request: Request, _ context: AppContext) throws -> KeyRecord {
-        guard let text = presentedKey(request, allowQuery: context.configuration.allowQueryKey) else {
-            throw refuse(.missing, request, context)
+        let verdict = try check(presentedKey(request, allowQuery: context.configuration.allowQueryKey),
+                                path: request.path, remoteAddress: request.remoteAddress, scope: nil, context: context)
+        return try accept(verdict, request, context)
+    }
+
+    /// Turns a verdict into the record or the matching error, logging refusals.
+    static func accept(_ verdict: KeyVerdict, _ request: Request, _ context: AppContext) throws -> KeyRecord {
+        switch verdict {
+        case .invalid(let reason, let keyID):
+            throw refuse(reason, request, context, keyID: keyID)
+        case .denied(let record, let denial):
+            context.logger.warning("forbidden request", [("key_id", record.id), ("reason", denial.rawValue),
+                                                         ("remote_addr", request.remoteAddress), ("request_id", request.requestID)])
+            throw Problem(.forbidden, detail: denial.detail)
+        case .limited(_, let decision):
+            throw TooManyRequests(decision: decision)
+        case .valid(let record, _):
+            return record
         }
-        let key: APIKey
-        do {
-            key = try APIKey.parse(text, expectedPrefix: context.configuration.keyPrefix)
-        } catch {
-            throw refuse(.malformed, request, context)
-        }
-        let hasher = try context.requireHasher()
-        guard let record = try context.requireKeys().find(hash: hasher.hash(key)) else {
-            throw refuse(.unknown, request, context)
+    }
+
+    /// Checks `presented` for a request to `path` from `remoteAddress` needing `scope`
+    /// (nil: the route checks scopes itself): status, expiry, IPs, paths, scope, then the
+    /// rate limits (which count the request when they let it through). A key that is
+    /// identified is noted on the request state, so its usage gets recorded.
+    static func check(_ presented: String?, path: String, remoteAddress: String, scope: String?, context: AppContext) throws -> KeyVerdict {
+        guard let text = presented else { return .invalid(.missing, keyID: nil) }
+        guard let key = try? APIKey.parse(text, expectedPrefix: context.configuration.keyPrefix) else {
+            return .invalid(.malformed, keyID: nil)
         }
         let now = Clock.wallMicroseconds()
-        switch record.status(at: now) {
-        case "revoked": throw refuse(.revoked, request, context, keyID: record.id)
-        case "expired": throw refuse(.expired, request, context, keyID: record.id)
-        default: break
+        guard let record = try context.requireDirectory().find(hash: try context.requireHasher().hash(key), now: now) else {
+            return .invalid(.unknown, keyID: nil)
         }
+        if !record.active { return .invalid(.revoked, keyID: record.id) }
+        if let expiresAt = record.expiresAt, expiresAt <= now { return .invalid(.expired, keyID: record.id) }
+        let state = context.current
+        state.key = record
+        state.keyIDBytes = UUIDBytes.parse(record.id)
         // The client address is the one nginx saw (REMOTE_ADDR), never a client header.
-        if !record.allowedIPs.isEmpty && !record.allowedIPs.contains(where: { IPNetwork($0)?.contains(request.remoteAddress) == true }) {
-            throw forbidden("This key may not be used from this address.", request, context, keyID: record.id)
+        if !record.allowedIPs.isEmpty && !record.allowedIPs.contains(where: { IPNetwork($0)?.contains(remoteAddress) == true }) {
+            return .denied(record, .ip)
         }
-        if !record.allowedPaths.isEmpty && !record.allowedPaths.contains(where: { pathIsUnder(request.path, $0) }) {
-            throw forbidden("This key may not be used for this path.", request, context, keyID: record.id)
+        if !record.allowedPaths.isEmpty && !record.allowedPaths.contains(where: { pathIsUnder(path, $0) }) {
+            return .denied(record, .path)
         }
-        return record
+        if let scope, !Scope.grants(record.scopes, scope) { return .denied(record, .scope) }
+        let limits = RateLimits(perMinute: record.limits.rateLimitPerMinute, perHour: record.limits.rateLimitPerHour,
+                                burst: record.limits.burst, daily: record.limits.quotaDaily, monthly: record.limits.quotaMonthly)
+        guard !limits.isEmpty, let rates = context.rates, let id = state.keyIDBytes else {
+            state.counted = true
+            return .valid(record, nil)
+        }
+        var outcome = rates.check(id, limits: limits, now: now)
+        if outcome == .needsQuotaCounts {
+            rates.seedQuota(id, quotaCounts(record, now: now, context: context), now: now)
+            outcome = rates.check(id, limits: limits, now: now)
+        }
+        guard case .decided(let decision) = outcome else {
+            state.counted = true
+            return .valid(record, nil)
+        }
+        state.rate = decision
+        guard decision.allowed else { return .limited(record, decision) }
+        state.counted = true
+        return .valid(record, decision)
+    }
+
+    /// Today's and this month's counted requests as the database has them; zero (with a
+    /// warning) when it cannot say, so an outage does not stop cached keys.
+    private static func quotaCounts(_ record: KeyRecord, now: Int64, context: AppContext) -> QuotaCounts {
+        let day = now / RateTable.day
+        let month = RateTable.month(ofDay: day)
+        guard let database = context.database else { return QuotaCounts(day: day, dayCount: 0, month: month, monthCount: 0) }
+        do {
+            let (today, thisMonth) = try Storage.UsageQueries.quotaUsage(keyID: record.id, on: database)
+            return QuotaCounts(day: day, dayCount: today, month: month, monthCount: thisMonth)
+        } catch {
+            context.logger.warning("cannot load quota counts; counting from zero", [("key_id", record.id), ("error", String(describing: error))])
+            return QuotaCounts(day: day, dayCount: 0, month: month, monthCount: 0)
+        }
     }
 
     /// 403 unless `key` holds `scope` (or admin).
@@ -85,18 +216,15 @@ enum Authenticator {
     /// `/api/v1/admin/symbols` is under `/api/v1/admin` and `/api/v1/admin/`; `/api/v1/adminx` is not.
     static func pathIsUnder(_ path: String, _ prefix: String) -> Bool {
         guard path.hasPrefix(prefix) else { return false }
+        // "/allowed/../secret" is not under "/allowed": dot segments never pass.
+        if path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) { return false }
         return prefix.hasSuffix("/") || path.utf8.count == prefix.utf8.count || path.dropFirst(prefix.count).hasPrefix("/")
     }
 
-    private static func refuse(_ reason: Reason, _ request: Request, _ context: AppContext, keyID: String? = nil) -> Unauthorized {
+    static func refuse(_ reason: Reason, _ request: Request, _ context: AppContext, keyID: String? = nil) -> Unauthorized {
         var fields = [("reason", reason.rawValue), ("remote_addr", request.remoteAddress), ("request_id", request.requestID), ("path", request.path)]
         if let keyID { fields.append(("key_id", keyID)) }
         context.logger.warning("unauthorized request", fields)
         return Unauthorized()
-    }
-
-    private static func forbidden(_ detail: String, _ request: Request, _ context: AppContext, keyID: String) -> Problem {
-        context.logger.warning("forbidden request", [("key_id", keyID), ("remote_addr", request.remoteAddress), ("request_id", request.requestID)])
-        return Problem(.forbidden, detail: detail)
     }
 }

@@ -45,6 +45,22 @@ public struct Configuration: Sendable, Equatable {
     public var backfillIntervalSeconds = 86_400
     /// A claimed (in_progress) symbol is claimable again after this many seconds.
     public var backfillLeaseSeconds = 3_600
+    /// Entries of the shared-memory validated-key cache; 0 turns the cache off (every
+    /// request looks its key up in the database).
+    public var keyCacheEntries = 32_768
+    /// Seconds a cached key stays valid without a fresh database read (the safety net
+    /// behind explicit invalidation).
+    public var keyCacheTTLSeconds = 60
+    /// Seconds an unknown key is remembered as unknown; 0 = never.
+    public var keyCacheNegativeTTLSeconds = 5
+    /// While the database is unreachable, keep accepting cached keys (until their TTL).
+    public var keyCacheDuringOutage = true
+    /// Keys whose rate-limit and quota state fits in shared memory at once.
+    public var rateLimitEntries = 32_768
+    /// Records the usage ring holds before new ones are dropped (and counted).
+    public var usageRingEntries = 32_768
+    /// Usage partitions wholly older than this many days are dropped; 0 = keep all.
+    public var usageRetentionDays = 0
 
     public init() {}
 
@@ -62,6 +78,9 @@ public struct Configuration: Sendable, Equatable {
 
     public var pidFilePath: String { runtimeDirectory + "/keygate.pid" }
     public var scoreboardPath: String { runtimeDirectory + "/keygate.scoreboard" }
+    public var keyCachePath: String { runtimeDirectory + "/keygate.keycache" }
+    public var rateTablePath: String { runtimeDirectory + "/keygate.ratelimits" }
+    public var usageRingPath: String { runtimeDirectory + "/keygate.usage" }
 
     /// The settings as `key = value` lines, in the file's own format.
     public var rendered: [(key: String, value: String)] {
@@ -90,6 +109,13 @@ public struct Configuration: Sendable, Equatable {
             ("openapi_file", openAPIFile),
             ("backfill_interval", String(backfillIntervalSeconds)),
             ("backfill_lease", String(backfillLeaseSeconds)),
+            ("key_cache_entries", String(keyCacheEntries)),
+            ("key_cache_ttl", String(keyCacheTTLSeconds)),
+            ("key_cache_negative_ttl", String(keyCacheNegativeTTLSeconds)),
+            ("key_cache_during_outage", keyCacheDuringOutage ? "on" : "off"),
+            ("rate_limit_entries", String(rateLimitEntries)),
+            ("usage_ring_entries", String(usageRingEntries)),
+            ("usage_retention_days", String(usageRetentionDays)),
         ]
     }
 }
@@ -203,6 +229,13 @@ extension Configuration {
             openAPIFile = value
         case "backfill_interval": backfillIntervalSeconds = try integer(1...31_536_000)
         case "backfill_lease": backfillLeaseSeconds = try integer(1...604_800)
+        case "key_cache_entries": keyCacheEntries = try integer(0...4_194_304)
+        case "key_cache_ttl": keyCacheTTLSeconds = try integer(1...3_600)
+        case "key_cache_negative_ttl": keyCacheNegativeTTLSeconds = try integer(0...60)
+        case "key_cache_during_outage": keyCacheDuringOutage = try flag()
+        case "rate_limit_entries": rateLimitEntries = try integer(64...4_194_304)
+        case "usage_ring_entries": usageRingEntries = try integer(64...4_194_304)
+        case "usage_retention_days": usageRetentionDays = try integer(0...36_500)
         case "migrations_dir":
             guard !value.isEmpty else { throw fail("must not be empty") }
             migrationsDirectory = value

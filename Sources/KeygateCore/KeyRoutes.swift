@@ -52,7 +52,9 @@ enum KeyRoutes {
             try Authenticator.require("keys:write", caller)
             let target = try existing(request, context)
             try KeyIssuer.checkNoEscalation(caller: caller, target: target)
-            guard try context.requireKeys().delete(id: target.id, by: request.actor(caller)) != nil else { throw Problem.notFound("No such API key.") }
+            guard let deleted = try context.requireKeys().delete(id: target.id, by: request.actor(caller)) else { throw Problem.notFound("No such API key.") }
+            context.directory?.invalidate(deleted)
+            context.rates?.remove(UUIDBytes.parse(deleted.id) ?? [])
             return .noContent
         }
         router.post(base + "/{id}/rotate") { request, context in
@@ -132,12 +134,15 @@ enum KeyIssuer {
         }
         let environment = try KeyValidation.environment(body.environment)
         let raw = try APIKey.generate(prefix: context.configuration.keyPrefix, environment: environment == "test" ? .test : .live)
+        let hash = try context.requireHasher().hash(raw)
         let record = try context.requireKeys().create(NewKey(
-            hash: try context.requireHasher().hash(raw), keyPrefix: raw.displayPrefix, name: try KeyValidation.name(body.name),
+            hash: hash, keyPrefix: raw.displayPrefix, name: try KeyValidation.name(body.name),
             environment: environment, userID: userID, scopes: scopes,
             allowedPaths: try KeyValidation.paths(body.allowedPaths ?? []), allowedIPs: try KeyValidation.ips(body.allowedIps ?? []),
             limits: limits, expiresAt: try KeyValidation.expiry(at: body.expiresAt, inDays: body.expiresInDays)
         ), by: request.actor(caller))
+        // A new key is never refused for having been tried (and cached as unknown) before.
+        context.directory?.invalidate(hash: hash)
         return (record, raw.rawValue)
     }
 
@@ -164,6 +169,8 @@ enum KeyIssuer {
         guard let updated = try context.requireKeys().update(id: target.id, changes, by: request.actor(caller)) else {
             throw Problem.notFound("No such API key.")
         }
+        // Every worker of this host sees the change from the next request on.
+        context.directory?.invalidate(updated)
         return updated
     }
 
@@ -179,10 +186,11 @@ enum KeyIssuer {
         }
         let environment: KeyEnvironment = target.environment == "test" ? .test : .live
         let raw = try APIKey.generate(prefix: context.configuration.keyPrefix, environment: environment)
-        guard let (_, new) = try context.requireKeys().rotate(id: target.id, newHash: try context.requireHasher().hash(raw),
-                                                            newPrefix: raw.displayPrefix, graceSeconds: grace, by: request.actor(caller)) else {
+        guard let (old, new) = try context.requireKeys().rotate(id: target.id, newHash: try context.requireHasher().hash(raw),
+                                                              newPrefix: raw.displayPrefix, graceSeconds: grace, by: request.actor(caller)) else {
             throw Problem.notFound("No such API key.")
         }
+        context.directory?.invalidate(old, new)
         return (new, raw.rawValue)
     }
 

@@ -24,7 +24,31 @@ enum MetricsRenderer {
         metric("keygate_reloads_total", "counter", "Configuration reloads (SIGHUP).", [("", String(board.reloads))])
         let uptime = Double(Clock.wallMicroseconds() - board.startedAtWall) / 1_000_000
         metric("keygate_uptime_seconds", "gauge", "Seconds since the master started.", [("", String(uptime))])
-        let slots = board.occupiedSlots()
+        if let cache = context.host?.keyCache?.statistics {
+            metric("keygate_key_cache_lookups_total", "counter", "Key cache lookups by result.", [
+                ("result=\"hit\"", String(cache.hits)), ("result=\"miss\"", String(cache.misses)),
+                ("result=\"unknown\"", String(cache.unknownHits)),
+            ])
+            metric("keygate_key_cache_entries", "gauge", "Keys in the cache.", [("", String(cache.entries))])
+            metric("keygate_key_cache_invalidations_total", "counter", "Cache entries dropped because their key changed.",
+                   [("", String(cache.invalidations))])
+            metric("keygate_key_cache_evictions_total", "counter", "Entries replaced to make room.", [("", String(cache.evictions))])
+        }
+        if let ring = context.host?.usage.statistics {
+            metric("keygate_usage_records_total", "counter", "Usage records by fate.", [
+                ("fate=\"recorded\"", String(ring.appended)), ("fate=\"stored\"", String(ring.drained)),
+                ("fate=\"dropped\"", String(ring.dropped)), ("fate=\"lost\"", String(ring.lost)),
+            ])
+            metric("keygate_usage_dropped_total", "counter", "Usage records not recorded because the ring was full.",
+                   [("", String(ring.dropped))])
+            metric("keygate_usage_ring_pending", "gauge", "Usage records waiting for the housekeeper.", [("", String(ring.pending))])
+        }
+        if let limits = context.host?.rates.statistics {
+            metric("keygate_rate_limit_decisions_total", "counter", "Rate-limit checks by decision.", [
+                ("decision=\"allowed\"", String(limits.allowed)), ("decision=\"refused\"", String(limits.refused)),
+            ])
+        }
+        let slots = board.occupiedSlots().filter { $0.state != .housekeeping }
         let states = ["starting", "idle", "busy", "stopping"].map { state in
             ("state=\"\(state)\"", String(slots.filter { $0.state.name == state }.count))
         }

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import HTTP
+import Keys
+import Posix
 import Storage
 
 struct Readiness: Encodable {
@@ -61,6 +63,19 @@ enum DebugRoutes {
             var remaining = timespec()
             while nanosleep(&request, &remaining) != 0 { request = remaining }
             return .json(["slept_ms": milliseconds])
+        }
+        // Takes the key cache's lock, marks the presented key's entry half-written, and
+        // never lets go: the test suite kills this worker with SIGKILL to prove that a
+        // worker dying inside the cache's critical section neither wedges nor corrupts it.
+        router.get("/debug/hold-key-cache-lock") { request, context in
+            guard let cache = context.host?.keyCache, let text = Authenticator.presentedKey(request, allowQuery: false),
+                  let key = try? APIKey.parse(text, expectedPrefix: context.configuration.keyPrefix) else {
+                throw Problem(.unprocessableContent, detail: "Needs the key cache and a well-formed key in X-API-Key.")
+            }
+            let hash = try context.requireHasher().hash(key)
+            cache.simulateWriterDyingMidUpdate(hash, now: Posix.Clock.wallMicroseconds()) {
+                while true { sleep(60) }
+            }
         }
     }
 }

@@ -2,6 +2,7 @@ import HTTP
 import Keys
 import Posix
 import Postgres
+import SharedMemory
 import Storage
 
 /// What the operator CLI (`keygate keys …`, `keygate users …`) does, with the same
@@ -99,7 +100,8 @@ public final class OperatorActions {
     }
 
     public func deleteKey(_ id: String) throws {
-        guard try keys.delete(id: try existingKey(id).id, by: .operatorOnHost) != nil else { throw Problem.notFound("No such API key.") }
+        guard let deleted = try keys.delete(id: try existingKey(id).id, by: .operatorOnHost) else { throw Problem.notFound("No such API key.") }
+        try context().directory?.invalidate(deleted)
     }
 
     // MARK: Users
@@ -142,8 +144,11 @@ public final class OperatorActions {
 
     private func context() throws -> AppContext {
         let hasher = try KeyHasher(pepper: try KeyHasher.pepper(fromFile: configuration.pepperFile))
+        // The local pool's cache, when this user may write it: the change then applies on
+        // this host before the command returns (other hosts, and this one otherwise, learn
+        // of it through the database's NOTIFY within moments).
         return AppContext(configuration: configuration, logger: Logger(level: .error, component: "cli"), pool: PoolView(scoreboard: nil),
-                          database: database, hasher: hasher)
+                          database: database, hasher: hasher, keyCache: HostState.attachKeyCache(configuration))
     }
 
     private func existingKey(_ id: String) throws -> KeyRecord {

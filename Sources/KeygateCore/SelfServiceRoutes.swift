@@ -21,7 +21,7 @@ enum SelfServiceRoutes {
         router.get("/api/v1/auth/key") { request, context in
             let caller = try Authenticator.authenticate(request, context)
             try Authenticator.require("self", caller)
-            return .json(OwnKey(metadata: KeyMetadata(record: caller), quota: try UsageQueries.quota(key: caller, on: try context.requireDatabase())))
+            return .json(OwnKey(metadata: KeyMetadata(record: caller), quota: try UsageQueries.quota(key: caller, context: context)))
         }
         router.post("/api/v1/auth/keys") { request, context in
             let caller = try Authenticator.authenticate(request, context)

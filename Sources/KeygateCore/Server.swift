@@ -58,9 +58,12 @@ public enum Server {
                 size: Scoreboard.byteCount(slotCapacity: slotCapacity, routeCapacity: routeCapacity)
             )
             let scoreboard = Scoreboard.create(in: region, slotCapacity: slotCapacity, routeCapacity: routeCapacity)
+            // Sized once at start: a reload keeps the segments (and what they hold).
+            let host = try HostState.create(configuration)
             try Files.write("\(ProcessControl.currentPID)\n", to: configuration.pidFilePath)
             defer {
                 Files.remove(configuration.pidFilePath)
+                for path in [configuration.keyCachePath, configuration.rateTablePath, configuration.usageRingPath] { Files.remove(path) }
                 if case .unix(let path) = configuration.listen { Files.remove(path) }
                 close(listenFD)
             }
@@ -75,12 +78,18 @@ public enum Server {
                 reloadSettings: {
                     do {
                         let reloaded = try Configuration.load(path: configurationPath, environment: environment)
-                        if reloaded.listen != current.value.listen || reloaded.runtimeDirectory != current.value.runtimeDirectory {
-                            logger.warning("listen and runtime_dir changes take effect only after a restart")
+                        if reloaded.listen != current.value.listen || reloaded.runtimeDirectory != current.value.runtimeDirectory
+                            || reloaded.keyCacheEntries != current.value.keyCacheEntries
+                            || reloaded.rateLimitEntries != current.value.rateLimitEntries
+                            || reloaded.usageRingEntries != current.value.usageRingEntries {
+                            logger.warning("listen, runtime_dir and shared-memory sizes take effect only after a restart")
                         }
                         var applied = reloaded
                         applied.listen = current.value.listen
                         applied.runtimeDirectory = current.value.runtimeDirectory
+                        applied.keyCacheEntries = current.value.keyCacheEntries
+                        applied.rateLimitEntries = current.value.rateLimitEntries
+                        applied.usageRingEntries = current.value.usageRingEntries
                         current.value = applied
                         return applied.poolSettings
                     } catch {
@@ -90,7 +99,10 @@ public enum Server {
                 },
                 runWorker: { context in
                     Worker.run(context, listenFD: listenFD, configuration: current.value, requiredSchemaVersion: requiredSchemaVersion, pepper: pepper,
-                               openAPIDocument: openAPIDocument)
+                               openAPIDocument: openAPIDocument, host: host)
+                },
+                runHousekeeper: { context in
+                    Housekeeper.run(context, listenFD: listenFD, configuration: current.value, host: host)
                 }
             )
             return try master.run()

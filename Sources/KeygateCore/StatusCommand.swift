@@ -22,7 +22,9 @@ public enum StatusReader {
         do {
             let region = try SharedRegion.openReadOnly(path: configuration.scoreboardPath)
             let board = try Scoreboard.attach(region)
-            guard let report = PoolView(scoreboard: board).report() else { throw Failure.unreadable("empty scoreboard") }
+            // The shared segments are the pool user's (mode 0600): without them, slots only.
+            let host = try? HostState.attachReadOnly(configuration)
+            guard let report = PoolView(scoreboard: board, host: host).report() else { throw Failure.unreadable("empty scoreboard") }
             return report
         } catch let failure as Failure {
             throw failure

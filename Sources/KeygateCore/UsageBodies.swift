@@ -1,4 +1,5 @@
 import HTTP
+import Posix
 import Postgres
 import Storage
 
@@ -65,12 +66,18 @@ enum UsageQueries {
         return ListBody(items: page.items.map(RequestLogEntry.init(entry:)), nextCursor: page.nextCursor)
     }
 
-    /// Quota used and remaining for `key` (one query).
-    static func quota(key: KeyRecord, on db: PostgresConnection) throws -> UsageSummary.Quota {
+    /// Quota used and remaining for `key`: this host's live counters when it holds them
+    /// (the caller's own key just passed the limiter), else the stored counts (one query).
+    static func quota(key: KeyRecord, context: AppContext) throws -> UsageSummary.Quota {
         guard key.limits.quotaDaily != nil || key.limits.quotaMonthly != nil else {
             return .init(dailyUsed: nil, dailyRemaining: nil, monthlyUsed: nil, monthlyRemaining: nil)
         }
-        let (today, month) = try Storage.UsageQueries.quotaUsage(keyID: key.id, on: db)
+        let today: Int, month: Int
+        if let id = UUIDBytes.parse(key.id), let live = context.rates?.quotaUsed(id, now: Clock.wallMicroseconds()) {
+            (today, month) = live
+        } else {
+            (today, month) = try Storage.UsageQueries.quotaUsage(keyID: key.id, on: try context.requireDatabase())
+        }
         return .init(dailyUsed: today, dailyRemaining: key.limits.quotaDaily.map { max(0, $0 - today) },
                      monthlyUsed: month, monthlyRemaining: key.limits.quotaMonthly.map { max(0, $0 - month) })
     }

@@ -8,11 +8,13 @@ import Posix
 import Keys
 import Postgres
 import Prefork
+import SharedMemory
 
 /// A worker's life: accept a FastCGI request, answer it, record it on the scoreboard,
 /// until asked to stop or `max_requests` is reached.
 enum Worker {
-    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8], openAPIDocument: [UInt8]?) -> Int32 {
+    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8],
+                    openAPIDocument: [UInt8]?, host: HostState) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "worker")
         let board = pool.scoreboard
         do {
@@ -44,9 +46,9 @@ enum Worker {
             logger.error("cannot set up key hashing", [("error", String(describing: error))])
             return 1
         }
-        let context = AppContext(configuration: configuration, logger: logger, pool: PoolView(scoreboard: board),
+        let context = AppContext(configuration: configuration, logger: logger, pool: PoolView(scoreboard: board, host: host),
                                  database: database, requiredSchemaVersion: requiredSchemaVersion, hasher: hasher,
-                                 openAPIDocument: openAPIDocument)
+                                 openAPIDocument: openAPIDocument, host: host)
         let application = Application(context: context)
         let limits = RequestLimits(maxBodyBytes: configuration.maxBodyBytes)
         board.setState(pool.slot, .idle)
@@ -63,24 +65,35 @@ enum Worker {
                 nanosleep(&pause, nil)
                 continue
             }
-            board.beginRequest(pool.slot, monotonic: Clock.monotonicMicroseconds(), wall: Clock.wallMicroseconds())
+            let started = Clock.monotonicMicroseconds()
+            board.beginRequest(pool.slot, monotonic: started, wall: Clock.wallMicroseconds())
             let response: Response
             let routeIndex: Int?
             let requestID: String
-            var isHead = false
+            var request: Request?
             do {
-                let request = try responder.readRequest(limits: limits)
-                requestID = request.requestID
-                isHead = request.method == "HEAD"
-                (response, routeIndex) = application.respond(to: request)
+                let decoded = try responder.readRequest(limits: limits)
+                request = decoded
+                requestID = decoded.requestID
+                (response, routeIndex) = application.respond(to: decoded)
             } catch {
+                context.current.reset()
                 requestID = error.requestID
                 routeIndex = nil
                 response = ProblemRenderer.response(for: error.problem, requestID: error.requestID)
             }
-            responder.send(response, requestID: requestID, omitBody: isHead)
+            responder.send(response, requestID: requestID, omitBody: request?.method == "HEAD")
             responder.finish()
             board.endRequest(pool.slot, routeIndex: routeIndex, status: response.status.code)
+            // After the response went out: one record for the housekeeper, never waiting.
+            if let request, let keyID = context.current.keyIDBytes {
+                host.usage.append(UsageRecord(
+                    keyID: keyID, at: Clock.wallMicroseconds(), method: request.originalMethod ?? request.method,
+                    route: routeIndex.map { $0 < context.routeNames.count ? context.routeNames[$0] : "" } ?? "",
+                    path: request.originalURI.map(Self.pathOnly) ?? request.path, status: response.status.code,
+                    durationMicroseconds: Int(Clock.monotonicMicroseconds() - started), remoteAddress: request.remoteAddress,
+                    counted: context.current.counted))
+            }
             served += 1
             if pool.settings.maxRequests > 0 && served >= pool.settings.maxRequests {
                 logger.debug("max_requests reached; exiting to be replaced", [("served", String(served))])
@@ -89,6 +102,11 @@ enum Worker {
         }
         board.setState(pool.slot, .stopping)
         return 0
+    }
+
+    /// The path of an `auth_request` subrequest's original URI (its query may hold secrets).
+    static func pathOnly(_ uri: String) -> String {
+        String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
     }
 
     static func makeRequestID() -> String {

@@ -8,7 +8,8 @@ struct Keygate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keygate",
         abstract: "The API-key authority and admin plane of the market-data warehouse.",
-        subcommands: [Serve.self, Status.self, Migrate.self, BootstrapCommand.self, Keys.self, Users.self, Symbols.self, CheckConfig.self]
+        subcommands: [Serve.self, Status.self, Migrate.self, BootstrapCommand.self, Keys.self, Users.self, Symbols.self, CheckConfig.self,
+                      BenchCache.self]
     )
 }
 
@@ -77,6 +78,19 @@ struct Status: ParsableCommand {
                  String(Double(worker.rssBytes / 104_858) / 10)]
             }
         ))
+        if let housekeeper = report.housekeeper {
+            print("housekeeper pid \(housekeeper.pid), RSS \(Double(housekeeper.rssBytes / 104_858) / 10) MiB")
+        }
+        if let cache = report.keyCache {
+            print("key cache: \(cache.entries)/\(cache.capacity) entries, \(cache.hits) hits, \(cache.misses) misses, \(cache.invalidations) invalidations"
+                  + (cache.databaseDownSince.map { ", database unreachable since \($0)" } ?? ""))
+        }
+        if let ring = report.usageRing {
+            print("usage ring: \(ring.pending)/\(ring.capacity) waiting, \(ring.stored) stored, \(ring.dropped) dropped (ring full), \(ring.lost) lost")
+        }
+        if let limits = report.rateLimits {
+            print("rate limits: \(limits.allowed) allowed, \(limits.refused) refused")
+        }
     }
 }
 
@@ -92,5 +106,22 @@ struct CheckConfig: ParsableCommand {
         let configuration = try options.loadConfiguration()
         for (key, value) in configuration.rendered { print("\(key) = \(value)") }
         StandardError.write("configuration OK (\(options.configurationPath ?? "built-in defaults"))")
+    }
+}
+
+/// The micro-benchmark scripts/bench runs: the shared-memory part of a cached key check.
+struct BenchCache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-cache",
+        abstract: "Time a cache lookup plus rate-limit check in a loop (for scripts/bench).",
+        shouldDisplay: false
+    )
+
+    @Option(help: "Iterations per measurement.") var iterations = 1_000_000
+
+    func run() throws {
+        for result in try CacheBenchmark.run(iterations: max(1_000, iterations)) {
+            print("\(result.name): \((result.nanosecondsPerOperation * 10).rounded() / 10) ns")
+        }
     }
 }

@@ -279,14 +279,15 @@ def test_rotation_without_and_with_grace(api):
 def test_key_audit_and_usage_routes_answer(api):
     key = api.create_key(scopes=["self"], quota_daily=100)
     log = api.call("GET", f"{ADMIN}/api-keys/{key['id']}/audit").json()
-    assert log == {"items": [], "next_cursor": None}  # usage rows arrive with the housekeeper (issue 5)
+    assert log == {"items": [], "next_cursor": None}  # never used yet
     usage = api.call("GET", f"{ADMIN}/api-keys/{key['id']}/usage").json()
     assert usage["key_id"] == key["id"] and usage["total"] == 0
     assert usage["quota"] == {"daily_used": 0, "daily_remaining": 100, "monthly_used": 0, "monthly_remaining": None}
     assert set(usage["latency_ms"]) == {"p50", "p95", "p99"}
     problem(api.call("GET", f"{ADMIN}/api-keys/{key['id']}/usage", params={"from": "yesterday"}), 400)
     own = api.call("GET", "/api/v1/auth/key", key=key["key"]).json()
-    assert own["quota"] == {"daily_used": 0, "daily_remaining": 100, "monthly_used": 0, "monthly_remaining": None}
+    # This request itself counts against the quota (the usage tests cover the rest).
+    assert own["quota"] == {"daily_used": 1, "daily_remaining": 99, "monthly_used": 1, "monthly_remaining": None}
     unlimited = api.create_key(scopes=["self"])
     assert api.call("GET", "/api/v1/auth/key", key=unlimited["key"]).json()["quota"] == {
         "daily_used": None, "daily_remaining": None, "monthly_used": None, "monthly_remaining": None}

@@ -253,7 +253,7 @@ struct ConfigurationTests {
         #expect(rendered["workers"] == "5")
         #expect(rendered["debug_routes"] == "on")
         #expect(rendered["log_level"] == "info")
-        #expect(rendered.count == 24)
+        #expect(rendered.count == 31)
         // Every rendered key is one the file accepts.
         var copy = Configuration()
         for (key, value) in configuration.rendered {

@@ -1,0 +1,55 @@
+import Posix
+import SharedMemory
+
+/// The shared-memory segments every process of one host's pool shares: the validated-key
+/// cache, the rate-limit table and the usage ring. The master creates them before it
+/// forks; `keygate status` maps them read-only and the CLI maps the cache to drop entries.
+public struct HostState: @unchecked Sendable {
+    /// nil when `key_cache_entries = 0`.
+    public let keyCache: KeyCache?
+    public let rates: RateTable
+    public let usage: UsageRing
+
+    /// Bytes an encoded key record may take to be cached (bigger ones are not cached).
+    static let payloadCapacity = 1_536
+
+    public init(keyCache: KeyCache?, rates: RateTable, usage: UsageRing) {
+        self.keyCache = keyCache
+        self.rates = rates
+        self.usage = usage
+    }
+
+    /// Fresh segments in the runtime directory (the master, at start).
+    public static func create(_ configuration: Configuration) throws(POSIXError) -> HostState {
+        var cache: KeyCache?
+        if configuration.keyCacheEntries > 0 {
+            let region = try SharedRegion.create(path: configuration.keyCachePath,
+                size: KeyCache.byteCount(entries: configuration.keyCacheEntries, payloadCapacity: payloadCapacity), mode: 0o600)
+            cache = KeyCache.create(in: region, entries: configuration.keyCacheEntries, payloadCapacity: payloadCapacity)
+        } else {
+            Files.remove(configuration.keyCachePath)
+        }
+        let rateRegion = try SharedRegion.create(path: configuration.rateTablePath,
+                                                 size: RateTable.byteCount(entries: configuration.rateLimitEntries), mode: 0o600)
+        let usageRegion = try SharedRegion.create(path: configuration.usageRingPath,
+                                                  size: UsageRing.byteCount(records: configuration.usageRingEntries), mode: 0o600)
+        return HostState(keyCache: cache, rates: RateTable.create(in: rateRegion, entries: configuration.rateLimitEntries),
+                         usage: UsageRing.create(in: usageRegion, records: configuration.usageRingEntries))
+    }
+
+    /// The running pool's segments, read-only (status and metrics from outside the pool).
+    public static func attachReadOnly(_ configuration: Configuration) throws -> HostState {
+        let cache = configuration.keyCacheEntries > 0
+            ? try KeyCache.attach(SharedRegion.openReadOnly(path: configuration.keyCachePath)) : nil
+        return HostState(keyCache: cache,
+                         rates: try RateTable.attach(SharedRegion.openReadOnly(path: configuration.rateTablePath)),
+                         usage: try UsageRing.attach(SharedRegion.openReadOnly(path: configuration.usageRingPath)))
+    }
+
+    /// The running pool's key cache, writable (the CLI drops the entries of keys it
+    /// changed); nil when no pool runs here or its files are not ours to write.
+    public static func attachKeyCache(_ configuration: Configuration) -> KeyCache? {
+        guard configuration.keyCacheEntries > 0, Server.runningMasterPID(pidFile: configuration.pidFilePath) != nil else { return nil }
+        return try? KeyCache.attach(SharedRegion.openReadWrite(path: configuration.keyCachePath))
+    }
+}

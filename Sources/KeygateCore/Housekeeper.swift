@@ -1,0 +1,200 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Posix
+import Postgres
+import Prefork
+import SharedMemory
+import Storage
+
+/// The housekeeper process (one per host, supervised by the master like a worker):
+/// - drains the usage ring into `api_key_usage` in batches, with each key's last-used
+///   time, endpoint and request count and the quota counts, in one statement per batch;
+/// - `LISTEN`s for key changes (on a direct connection: LISTEN is session state, which a
+///   transaction-pooling PgBouncer does not keep) and drops those keys from this host's
+///   cache, so a change made on another host takes effect here within moments; when that
+///   connection was lost, notifications may have been missed, so it drops every entry;
+/// - tells the workers whether the database is reachable, and keeps the usage partitions.
+final class Housekeeper {
+    static let channel = "keygate_key_changes"
+    /// Records stored per statement.
+    static let batchSize = 2_000
+
+    private let configuration: Configuration
+    private let host: HostState
+    private let logger: Logger
+    private let database: PostgresConnection
+    private let reader: UsageRing.Reader
+    private var listening = false
+    private var lastHealthCheck: Int64 = 0
+    private var lastPartitionCheck: Int64 = 0
+    private var reportedOutage = false
+
+    init(configuration: Configuration, host: HostState, database: PostgresConnection) {
+        self.configuration = configuration
+        self.host = host
+        self.database = database
+        logger = Logger(level: configuration.logLevel, component: "housekeeper")
+        reader = UsageRing.Reader(host.usage)
+    }
+
+    static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, host: HostState) -> Int32 {
+        let logger = Logger(level: configuration.logLevel, component: "housekeeper")
+        do {
+            // Same stop signal handling as a worker; it never accepts on the listening socket.
+            try Signals.installWorkerStop(listenFD: listenFD)
+        } catch {
+            logger.error("cannot install signal handlers", [("error", String(describing: error))])
+            return 1
+        }
+        let database: PostgresConnection
+        do {
+            database = PostgresConnection(connectionString: try configuration.connectionString(direct: true),
+                                          statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds)
+        } catch {
+            logger.error("cannot read the database settings", [("error", String(describing: error))])
+            return 1
+        }
+        let housekeeper = Housekeeper(configuration: configuration, host: host, database: database)
+        while !Signals.isStopRequested {
+            housekeeper.cycle(now: Clock.wallMicroseconds())
+        }
+        // The workers have stopped (the master stops the housekeeper last): store what is left.
+        housekeeper.finalDrain()
+        return 0
+    }
+
+    /// One pass: store waiting usage, then wait up to 100 ms for key-change notifications.
+    func cycle(now: Int64) {
+        let stored = drain(now: now)
+        maintain(now: now)
+        listenForChanges(waitMilliseconds: stored == Self.batchSize ? 0 : 100)
+    }
+
+    /// Stores up to one batch from the ring; returns how many records it took.
+    @discardableResult
+    func drain(now: Int64) -> Int {
+        let records = reader.peek(limit: Self.batchSize, now: now)
+        guard !records.isEmpty else { return 0 }
+        let rows = records.compactMap(Self.row)
+        do {
+            try UsageWriter.write(rows, on: database)
+            reader.commit()
+            databaseReachable(true, now: now)
+            return records.count
+        } catch {
+            if case .database(let failure) = error, failure.kind == .unavailable || failure.kind == .timeout || failure.kind == .retryable {
+                // Left in the ring: stored once the database is back.
+                databaseReachable(false, now: now, error: error)
+                pause(milliseconds: 250)
+                return 0
+            }
+            // A batch the database refuses for what it holds would be refused forever: log and drop it.
+            logger.error("usage batch refused; dropping it", [("records", String(records.count)), ("error", String(describing: error))])
+            reader.commit()
+            return records.count
+        }
+    }
+
+    func finalDrain() {
+        let deadline = Clock.monotonicMicroseconds() + 5_000_000
+        while Clock.monotonicMicroseconds() < deadline {
+            let now = Clock.wallMicroseconds()
+            guard drain(now: now) > 0 else { break }
+        }
+    }
+
+    /// A ring record as a database row; nil for one that cannot be (a damaged record).
+    static func row(_ record: UsageRecord) -> UsageRow? {
+        guard let keyID = UUIDBytes.format(record.keyID), record.keyID != [UInt8](repeating: 0, count: 16),
+              (100...599).contains(record.status) else { return nil }
+        func clean(_ text: String) -> String { text.contains("\0") ? text.replacing("\0", with: "") : text }
+        let address = IPNetwork(record.remoteAddress) != nil && !record.remoteAddress.contains("/") ? record.remoteAddress : nil
+        return UsageRow(keyID: keyID, at: record.at, method: clean(record.method), route: clean(record.route), path: clean(record.path),
+                        status: record.status, responseTimeMicroseconds: record.durationMicroseconds, remoteAddress: address,
+                        counted: record.counted)
+    }
+
+    // MARK: Key changes
+
+    private func listenForChanges(waitMilliseconds: Int32) {
+        do {
+            if !listening || !database.isConnected {
+                try database.listen(Self.channel)
+                // Whatever changed while nobody listened is unknown: start the cache afresh.
+                host.keyCache?.removeAll()
+                listening = true
+                logger.debug("listening for key changes", [("channel", Self.channel)])
+            }
+            for notice in try database.notifications(timeoutMilliseconds: waitMilliseconds) where notice.channel == Self.channel {
+                if let hash = Self.hexBytes(notice.payload) { host.keyCache?.invalidate(hash) }
+            }
+        } catch {
+            listening = false
+            databaseReachable(false, now: Clock.wallMicroseconds(), error: error)
+            pause(milliseconds: 250)
+        }
+    }
+
+    static func hexBytes(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count == 64 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        var index = 0
+        while index < 64 {
+            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
+            out.append(high << 4 | low)
+            index += 2
+        }
+        return out
+    }
+
+    private static func nibble(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+
+    // MARK: Schedule
+
+    private func maintain(now: Int64) {
+        if now - lastHealthCheck >= 1_000_000 {
+            lastHealthCheck = now
+            do {
+                try database.query("SELECT 1")
+                databaseReachable(true, now: now)
+            } catch {
+                databaseReachable(false, now: now, error: error)
+            }
+        }
+        if now - lastPartitionCheck >= 3_600_000_000, !reportedOutage {
+            lastPartitionCheck = now
+            do {
+                let dropped = try UsageWriter.maintainPartitions(retentionDays: configuration.usageRetentionDays, on: database)
+                if dropped > 0 { logger.info("dropped old usage partitions", [("partitions", String(dropped))]) }
+            } catch {
+                lastPartitionCheck = now - 3_540_000_000 // retry in a minute
+                logger.warning("cannot maintain usage partitions", [("error", String(describing: error))])
+            }
+        }
+    }
+
+    private func databaseReachable(_ reachable: Bool, now: Int64, error: (any Error)? = nil) {
+        host.keyCache?.setDatabaseReachable(reachable, now: now)
+        if reachable && reportedOutage {
+            reportedOutage = false
+            logger.info("database reachable again")
+        } else if !reachable && !reportedOutage {
+            reportedOutage = true
+            logger.warning("database unreachable; usage waits in the ring", [("error", error.map { String(describing: $0) } ?? "")])
+        }
+    }
+
+    private func pause(milliseconds: Int) {
+        var interval = timespec(tv_sec: 0, tv_nsec: milliseconds * 1_000_000)
+        nanosleep(&interval, nil)
+    }
+}

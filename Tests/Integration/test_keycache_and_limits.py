@@ -1,0 +1,326 @@
+"""The host's shared memory at work, over HTTPS through nginx to the real pool: the
+validated-key cache and its invalidation (same host and other hosts), exact rate limits
+and quotas across workers, the usage ring and housekeeper, the verification routes with
+nginx auth_request, and PostgreSQL outages. (Named to run before test_keys, whose last
+test searches the database and logs for every raw key created here too.)"""
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from test_database import pg_ctl, pg_env, psql
+from test_keys import ADMIN, CREATED_KEYS, Api, admin_key, problem  # noqa: F401 (fixture)
+
+
+@pytest.fixture()
+def api(stack, admin_key):  # noqa: F811
+    return Api(stack, admin_key)
+
+
+def own_key(api, key, base=None):
+    return api.session.get((base or api.stack.base) + "/api/v1/auth/key", headers={"X-API-Key": key}, timeout=10)
+
+
+def use_through_every_worker(api, key, base=None, times=24):
+    """Enough sequential requests that every worker of a pool has looked the key up."""
+    codes = [own_key(api, key, base).status_code for _ in range(times)]
+    assert codes == [200] * times, codes
+
+
+def cache_stats(status):
+    assert status["key_cache"] is not None, status
+    return status["key_cache"]
+
+
+# --- the cache and its invalidation ---
+
+def test_known_keys_are_answered_from_the_cache(stack, api):
+    key = api.create_key(scopes=["self"])["key"]
+    before = cache_stats(stack.status())
+    use_through_every_worker(api, key)
+    after = cache_stats(stack.status())
+    # At most one database lookup per worker; the rest were cache hits.
+    assert after["hits"] - before["hits"] >= 24 - 8
+    assert after["entries"] >= 1
+
+
+@pytest.mark.parametrize("change", ["revoke", "delete", "rotate", "scope_edit", "expire"])
+def test_a_change_reaches_every_worker_before_the_call_returns(api, change):
+    created = api.create_key(scopes=["self"])
+    key, key_id = created["key"], created["id"]
+    use_through_every_worker(api, key)
+    if change == "revoke":
+        r = api.call("PATCH", f"{ADMIN}/api-keys/{key_id}", json={"active": False})
+    elif change == "delete":
+        r = api.call("DELETE", f"{ADMIN}/api-keys/{key_id}")
+    elif change == "rotate":
+        r = api.call("POST", f"{ADMIN}/api-keys/{key_id}/rotate", json={"grace_period_seconds": 0})
+        CREATED_KEYS.append(r.json()["key"])
+    elif change == "scope_edit":
+        r = api.call("PATCH", f"{ADMIN}/api-keys/{key_id}", json={"scopes": ["keys:read"]})
+    else:
+        soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
+        r = api.call("PATCH", f"{ADMIN}/api-keys/{key_id}", json={"expires_at": soon})
+        use_through_every_worker(api, key)  # cached again, with its expiry
+        time.sleep(2.1)
+    assert r.status_code in (200, 201, 204), r.text
+    expected = 403 if change == "scope_edit" else 401
+    # The very next request, through whichever worker, sees the change.
+    assert [own_key(api, key).status_code for _ in range(24)] == [expected] * 24
+
+
+def test_restore_and_new_keys_are_never_refused_from_the_cache(api):
+    created = api.create_key(scopes=["self"])
+    api.call("PATCH", f"{ADMIN}/api-keys/{created['id']}", json={"active": False})
+    assert [own_key(api, created["key"]).status_code for _ in range(10)] == [401] * 10
+    api.call("PATCH", f"{ADMIN}/api-keys/{created['id']}", json={"active": True})
+    assert [own_key(api, created["key"]).status_code for _ in range(10)] == [200] * 10
+    # An unknown key is remembered as unknown; a created key is known at once.
+    fresh = api.create_key(scopes=["self"])
+    assert own_key(api, fresh["key"]).status_code == 200
+
+
+def test_cli_revocation_applies_on_this_host_at_once(stack, api):
+    created = api.create_key(scopes=["self"])
+    use_through_every_worker(api, created["key"])
+    out = subprocess.run([stack.bin, "keys", "revoke", created["id"], "--config", stack.config],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert [own_key(api, created["key"]).status_code for _ in range(16)] == [401] * 16
+
+
+def test_another_host_drops_a_revoked_key_within_a_second(stack, api, aux_pool):
+    pool = aux_pool(workers=2)
+    created = api.create_key(scopes=["self"])
+    use_through_every_worker(api, created["key"], base=stack.aux_base, times=12)
+    assert cache_stats(pool.status())["hits"] >= 8
+    # Revoked through the main pool ("host A"); the aux pool ("host B") has it cached.
+    assert api.call("PATCH", f"{ADMIN}/api-keys/{created['id']}", json={"active": False}).status_code == 200
+    revoked_at = time.monotonic()
+    while own_key(api, created["key"], stack.aux_base).status_code != 401:
+        assert time.monotonic() - revoked_at < 1.0, "the other host still accepts the revoked key"
+        time.sleep(0.01)
+    assert [own_key(api, created["key"], stack.aux_base).status_code for _ in range(8)] == [401] * 8
+
+
+def test_worker_killed_holding_the_cache_lock_wedges_and_corrupts_nothing(stack, api, aux_pool):
+    pool = aux_pool(workers=2, request_timeout=60)
+    created = api.create_key(scopes=["self"])
+    use_through_every_worker(api, created["key"], base=stack.aux_base, times=8)
+    session = stack.session()
+    holder = threading.Thread(target=lambda: session.get(stack.aux_base + "/debug/hold-key-cache-lock",
+                                                          headers={"X-API-Key": created["key"]}, timeout=30), daemon=True)
+    holder.start()
+    deadline = time.monotonic() + 10
+    busy = []
+    while not busy:
+        assert time.monotonic() < deadline, "no worker took the lock"
+        busy = [w["pid"] for w in pool.status()["workers"] if w["state"] == "busy"]
+        time.sleep(0.02)
+    os.kill(busy[0], signal.SIGKILL)
+    holder.join(timeout=30)
+    # The entry it was "writing" is dropped, not served torn; every worker keeps going.
+    codes = [own_key(api, created["key"], stack.aux_base).status_code for _ in range(16)]
+    assert codes == [200] * 16
+    status = pool.status()
+    assert status["key_cache"]["lock_recoveries"] == 1
+    assert status["restarts"]["crash"] == 1
+
+
+# --- rate limits and quotas ---
+
+def test_64_concurrent_clients_get_exactly_n_per_minute(api):
+    created = api.create_key(scopes=["self"], rate_limit_per_minute=25)
+    key = created["key"]
+    session_local = threading.local()
+
+    def call(_):
+        if not hasattr(session_local, "s"):
+            session_local.s = api.stack.session()
+        r = session_local.s.get(api.stack.base + "/api/v1/auth/key", headers={"X-API-Key": key}, timeout=30)
+        return r.status_code, r.headers
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        results = list(pool.map(call, range(64 * 3)))
+    codes = [code for code, _ in results]
+    assert codes.count(200) == 25 and codes.count(429) == 64 * 3 - 25, codes
+    for code, headers in results:
+        assert headers["RateLimit-Limit"] == "25" and headers["X-RateLimit-Limit"] == "25"
+        if code == 429:
+            assert headers["RateLimit-Remaining"] == "0"
+            assert 1 <= int(headers["Retry-After"]) <= 61
+    remaining = sorted(int(h["RateLimit-Remaining"]) for c, h in results if c == 200)
+    assert remaining == list(range(25))  # each success saw its own count
+    # Refused requests did not count: still exactly the 25 in the window, still refused.
+    r = own_key(api, key)
+    assert r.status_code == 429 and r.headers["RateLimit-Remaining"] == "0"
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_unlimited_keys_carry_no_rate_limit_headers(api):
+    key = api.create_key(scopes=["self"])["key"]
+    r = own_key(api, key)
+    assert r.status_code == 200 and "RateLimit-Limit" not in r.headers
+
+
+def wait_for(predicate, timeout=5.0, message="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {message}"
+        time.sleep(0.05)
+
+
+def test_daily_quota_is_enforced_and_survives_a_new_host(stack, api, aux_pool):
+    created = api.create_key(scopes=["self"], quota_daily=5)
+    key = created["key"]
+    assert [own_key(api, key).status_code for _ in range(3)] == [200] * 3
+    body = own_key(api, key).json()
+    assert body["quota"]["daily_used"] == 4 and body["quota"]["daily_remaining"] == 1
+    r = own_key(api, key)
+    assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "0"
+    r = own_key(api, key)
+    problem(r, 429)
+    assert 1 <= int(r.headers["Retry-After"]) <= 86_400
+    # The housekeeper stores the counted requests; a pool started later (another host,
+    # or this one after a restart) starts from them.
+    wait_for(lambda: psql(f"SELECT coalesce(sum(requests), 0) FROM api_key_quota_usage WHERE key_id = '{created['id']}'").stdout.strip() == "5",
+             message="quota counts stored")
+    aux_pool(workers=2)
+    problem(own_key(api, key, stack.aux_base), 429)
+
+
+# --- usage ---
+
+def test_every_request_is_recorded_with_last_use_and_counts(api):
+    created = api.create_key(scopes=["self"])
+    key, key_id = created["key"], created["id"]
+    for _ in range(20):
+        assert own_key(api, key).status_code == 200
+    for _ in range(5):
+        problem(api.call("DELETE", f"/api/v1/auth/keys/{uuid.uuid4()}", key=key), 404)
+    wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{key_id}'").stdout.strip() == "25",
+             message="25 usage rows")
+    rows = psql(f"SELECT method, route, status_code, remote_addr FROM api_key_usage WHERE key_id = '{key_id}' "
+                "GROUP BY 1, 2, 3, 4 ORDER BY 3").stdout.splitlines()
+    assert rows == ["GET|GET /api/v1/auth/key|200|127.0.0.1", "DELETE|DELETE /api/v1/auth/keys/{id}|404|127.0.0.1"]
+    shown = api.call("GET", f"{ADMIN}/api-keys/{key_id}").json()
+    assert shown["request_count"] == 25 and shown["last_used_at"]
+    assert shown["last_used_endpoint"].startswith("DELETE /api/v1/auth/keys/")
+    usage = api.call("GET", f"{ADMIN}/api-keys/{key_id}/usage").json()
+    assert usage["total"] == 25 and usage["by_status_class"] == {"2xx": 20, "4xx": 5}
+    assert usage["by_route"] == {"GET /api/v1/auth/key": 20, "DELETE /api/v1/auth/keys/{id}": 5}
+    assert usage["latency_ms"]["p50"] is not None and usage["latency_ms"]["p99"] >= usage["latency_ms"]["p50"]
+    log = api.call("GET", f"{ADMIN}/api-keys/{key_id}/audit", params={"limit": 100}).json()
+    assert len(log["items"]) == 25
+
+
+def test_a_full_usage_ring_drops_and_counts_without_blocking(stack, api, aux_pool):
+    # The housekeeper of this pool cannot reach its database, so nothing drains.
+    pool = aux_pool(workers=2, usage_ring_entries=64, database_direct_url="host=127.0.0.1 port=1 dbname=none connect_timeout=1")
+    key = api.create_key(scopes=["self"])["key"]
+    started = time.monotonic()
+    codes = [own_key(api, key, stack.aux_base).status_code for _ in range(100)]
+    assert codes == [200] * 100
+    assert time.monotonic() - started < 10
+    ring = pool.status()["usage_ring"]
+    assert ring["capacity"] == 64 and ring["pending"] == 64 and ring["dropped"] == 36
+    metrics = api.session.get(stack.aux_base + "/metrics", timeout=10).text
+    assert "keygate_usage_dropped_total 36" in metrics
+
+
+# --- verification routes ---
+
+def test_auth_request_protects_an_upstream(stack, api):
+    created = api.create_key(scopes=["symbols:read"], allowed_paths=["/market-data/eu"])
+    key = created["key"]
+    r = api.session.get(stack.base + "/market-data/eu/quotes", headers={"X-API-Key": key}, timeout=10)
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    assert seen == {"key_id": created["id"], "owner": "", "scopes": "symbols:read", "api_key": "", "uri": "/market-data/eu/quotes"}
+    assert api.session.get(stack.base + "/market-data/eu/quotes", timeout=10).status_code == 401
+    assert api.session.get(stack.base + "/market-data/us/quotes", headers={"X-API-Key": key}, timeout=10).status_code == 403
+    # nginx normalises the path before it is checked: no way around allowed_paths.
+    r = api.session.get(stack.base + "/market-data/eu/../us/quotes", headers={"X-API-Key": key}, timeout=10)
+    assert r.status_code == 403
+    wrong_scope = api.create_key(scopes=["self"])["key"]
+    assert api.session.get(stack.base + "/market-data/eu/x", headers={"X-API-Key": wrong_scope}, timeout=10).status_code == 403
+
+
+def test_auth_request_rate_limit_is_429_with_retry_after(stack, api):
+    key = api.create_key(scopes=["symbols:read"], rate_limit_per_minute=2)["key"]
+    codes = [api.session.get(stack.base + "/market-data/x", headers={"X-API-Key": key}, timeout=10) for _ in range(3)]
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert codes[0].headers["RateLimit-Remaining"] == "1"
+    assert int(codes[2].headers["Retry-After"]) >= 1 and codes[2].headers["RateLimit-Remaining"] == "0"
+    assert codes[2].headers["Content-Type"] == "application/problem+json"
+
+
+def test_verify_route_called_directly(stack, api):
+    created = api.create_key(scopes=["self", "symbols:read"])
+    r = api.session.get(stack.base + "/api/v1/auth/verify", headers={"Authorization": f"Bearer {created['key']}"}, timeout=10)
+    assert r.status_code == 204
+    assert r.headers["X-Key-Id"] == created["id"] and r.headers["X-Key-Scopes"] == "self symbols:read"
+    problem(api.session.get(stack.base + "/api/v1/auth/verify", headers={"X-API-Key": "mdw_live_nope"}, timeout=10), 401)
+
+
+def test_post_keys_verify(api):
+    verifier = api.create_key(scopes=["keys:verify"])["key"]
+    target = api.create_key(scopes=["symbols:read"], allowed_ips=["10.1.0.0/16"], rate_limit_per_minute=100)
+
+    def verify(body, key=verifier):
+        return api.call("POST", "/api/v1/keys/verify", key=key, json=body)
+
+    r = verify({"key": target["key"], "scope": "symbols:read", "path": "/market-data/x", "ip": "10.1.2.3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["valid"] is True and body["code"] == "valid" and body["key_id"] == target["id"]
+    assert body["scopes"] == ["symbols:read"] and body["ratelimit"]["limit"] == 100 and body["ratelimit"]["remaining"] == 99
+    assert "RateLimit-Limit" not in r.headers  # the caller's own key has no limits
+    assert verify({"key": target["key"], "scope": "keys:write", "ip": "10.1.2.3"}).json()["code"] == "scope_denied"
+    assert verify({"key": target["key"], "ip": "192.0.2.1"}).json()["code"] == "ip_denied"
+    assert verify({"key": target["key"]}).json()["code"] == "ip_denied"
+    api.call("PATCH", f"{ADMIN}/api-keys/{target['id']}", json={"active": False})
+    assert verify({"key": target["key"], "ip": "10.1.2.3"}).json() == {
+        "valid": False, "code": "invalid_key", "key_id": None, "owner": None, "scopes": [], "ratelimit": None}
+    assert verify({"key": "garbage"}).json()["code"] == "invalid_key"
+    problem(verify({"key": target["key"], "scope": "root"}), 422)
+    problem(verify({"scope": "self"}), 422)
+    problem(verify({"key": target["key"]}, key=api.create_key(scopes=["self"])["key"]), 403)
+
+
+# --- PostgreSQL outage ---
+
+def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stack, api):
+    cached = api.create_key(scopes=["symbols:read"])
+    uncached = api.create_key(scopes=["symbols:read"])
+    for _ in range(16):
+        assert api.session.get(stack.base + "/market-data/x", headers={"X-API-Key": cached["key"]}, timeout=10).status_code == 200
+    wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{cached['id']}'").stdout.strip() == "16",
+             message="usage stored before the outage")
+    pg_ctl("-m", "fast", "stop")
+    try:
+        for _ in range(8):
+            r = api.session.get(stack.base + "/market-data/x", headers={"X-API-Key": cached["key"]}, timeout=30)
+            assert r.status_code == 200, r.text
+        r = api.session.get(stack.base + "/market-data/x", headers={"X-API-Key": uncached["key"]}, timeout=30)
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
+        r = api.session.get(stack.base + "/api/v1/auth/verify", headers={"X-API-Key": uncached["key"]}, timeout=30)
+        problem(r, 503)
+        assert int(r.headers["Retry-After"]) > 0
+        problem(api.call("GET", f"{ADMIN}/api-keys/{cached['id']}"), 503)
+        assert stack.status()["usage_ring"]["pending"] >= 8
+    finally:
+        pg_ctl("-o", f"-p {pg_env('KG_PG_PORT')} -k {pg_env('KG_PG_SOCKET')} -c listen_addresses=127.0.0.1",
+               "-l", os.path.join(pg_env("KG_PG_DATA"), "server.log"), "start")
+    wait_for(lambda: api.session.get(stack.base + "/api/v1/auth/verify", headers={"X-API-Key": uncached["key"]},
+                                     timeout=30).status_code == 204, timeout=30, message="recovery")
+    # What was recorded during the outage waited in the ring and is stored now.
+    wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{cached['id']}'").stdout.strip() == "24",
+             timeout=10, message="usage from the outage stored")
+    assert stack.status()["restarts"]["crash"] == 0

@@ -29,6 +29,8 @@ final class JSONWriter: Encoder {
         case let date as Date: writeString(date.formatted(.iso8601))
         case let dictionary as [String: Int]: try writeDictionary(dictionary)
         case let dictionary as [String: String]: try writeDictionary(dictionary)
+        case let fields as any JSONFields: write(fields: fields.jsonFields)
+        case let value as JSONValue: write(value: value)
         default:
             let savedBase = valueBase
             valueBase = frames.count

@@ -4,41 +4,37 @@ import Storage
 
 /// Key metadata as the API shows it (never a hash; the raw key only in `key`, at
 /// creation and rotation). Nullable fields are always present, as null.
-struct KeyMetadata: Encodable {
+struct KeyMetadata: JSONFields {
     let record: KeyRecord
     var key: String?
 
-    enum CodingKeys: String, CodingKey {
-        case id, name, keyPrefix, environment, userId, scopes, allowedPaths, allowedIps, rateLimitPerMinute, rateLimitPerHour
-        case burst, quotaDaily, quotaMonthly, active, status, createdAt, expiresAt, lastUsedAt, lastUsedEndpoint
-        case requestCount, revokedAt, rotatedFrom, key
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(record.id, forKey: .id)
-        try c.encode(record.name, forKey: .name)
-        try c.encode(record.keyPrefix, forKey: .keyPrefix)
-        try c.encode(record.environment, forKey: .environment)
-        try c.encode(record.userID, forKey: .userId)
-        try c.encode(record.scopes, forKey: .scopes)
-        try c.encode(record.allowedPaths, forKey: .allowedPaths)
-        try c.encode(record.allowedIPs, forKey: .allowedIps)
-        try c.encode(record.limits.rateLimitPerMinute, forKey: .rateLimitPerMinute)
-        try c.encode(record.limits.rateLimitPerHour, forKey: .rateLimitPerHour)
-        try c.encode(record.limits.burst, forKey: .burst)
-        try c.encode(record.limits.quotaDaily, forKey: .quotaDaily)
-        try c.encode(record.limits.quotaMonthly, forKey: .quotaMonthly)
-        try c.encode(record.active, forKey: .active)
-        try c.encode(record.status(at: Clock.wallMicroseconds()), forKey: .status)
-        try c.encode(time(record.createdAt), forKey: .createdAt)
-        try c.encode(record.expiresAt.map(time), forKey: .expiresAt)
-        try c.encode(record.lastUsedAt.map(time), forKey: .lastUsedAt)
-        try c.encode(record.lastUsedEndpoint, forKey: .lastUsedEndpoint)
-        try c.encode(record.requestCount, forKey: .requestCount)
-        try c.encode(record.revokedAt.map(time), forKey: .revokedAt)
-        try c.encode(record.rotatedFrom, forKey: .rotatedFrom)
-        if let key { try c.encode(key, forKey: .key) }
+    var jsonFields: [JSONField] {
+        var fields = [
+            JSONField("id", .string(record.id)),
+            JSONField("name", .string(record.name)),
+            JSONField("key_prefix", .string(record.keyPrefix)),
+            JSONField("environment", .string(record.environment)),
+            JSONField("user_id", .string(record.userID)),
+            JSONField("scopes", .strings(record.scopes)),
+            JSONField("allowed_paths", .strings(record.allowedPaths)),
+            JSONField("allowed_ips", .strings(record.allowedIPs)),
+            JSONField("rate_limit_per_minute", .integer(record.limits.rateLimitPerMinute)),
+            JSONField("rate_limit_per_hour", .integer(record.limits.rateLimitPerHour)),
+            JSONField("burst", .integer(record.limits.burst)),
+            JSONField("quota_daily", .integer(record.limits.quotaDaily)),
+            JSONField("quota_monthly", .integer(record.limits.quotaMonthly)),
+            JSONField("active", .bool(record.active)),
+            JSONField("status", .string(record.status(at: Clock.wallMicroseconds()))),
+            JSONField("created_at", .string(time(record.createdAt))),
+            JSONField("expires_at", .string(record.expiresAt.map(time))),
+            JSONField("last_used_at", .string(record.lastUsedAt.map(time))),
+            JSONField("last_used_endpoint", .string(record.lastUsedEndpoint)),
+            JSONField("request_count", .integer(record.requestCount)),
+            JSONField("revoked_at", .string(record.revokedAt.map(time))),
+            JSONField("rotated_from", .string(record.rotatedFrom)),
+        ]
+        if let key { fields.append(JSONField("key", .string(key))) }
+        return fields
     }
 }
 

@@ -4,17 +4,11 @@ import Storage
 
 /// `/api/v1/auth`: a key managing itself and its user's keys (scope `self` or `admin`).
 enum SelfServiceRoutes {
-    struct OwnKey: Encodable {
+    struct OwnKey: JSONFields {
         let metadata: KeyMetadata
         let quota: UsageSummary.Quota
 
-        enum CodingKeys: String, CodingKey { case quota }
-
-        func encode(to encoder: any Encoder) throws {
-            try metadata.encode(to: encoder)
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(quota, forKey: .quota)
-        }
+        var jsonFields: [JSONField] { metadata.jsonFields + [JSONField("quota", .object(quota.jsonFields))] }
     }
 
     static func register(on router: inout Router<AppContext>) {

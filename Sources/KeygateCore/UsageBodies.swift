@@ -35,17 +35,12 @@ struct UsageSummary: Encodable {
     }
     /// Used and remaining requests of the daily and monthly quota; null where the key has
     /// no quota (counting usage then costs a query for nothing on a hot route).
-    struct Quota: Encodable {
+    struct Quota: JSONFields {
         let dailyUsed: Int?, dailyRemaining: Int?, monthlyUsed: Int?, monthlyRemaining: Int?
 
-        enum CodingKeys: String, CodingKey { case dailyUsed, dailyRemaining, monthlyUsed, monthlyRemaining }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(dailyUsed, forKey: .dailyUsed)
-            try c.encode(dailyRemaining, forKey: .dailyRemaining)
-            try c.encode(monthlyUsed, forKey: .monthlyUsed)
-            try c.encode(monthlyRemaining, forKey: .monthlyRemaining)
+        var jsonFields: [JSONField] {
+            [JSONField("daily_used", .integer(dailyUsed)), JSONField("daily_remaining", .integer(dailyRemaining)),
+             JSONField("monthly_used", .integer(monthlyUsed)), JSONField("monthly_remaining", .integer(monthlyRemaining))]
         }
     }
 

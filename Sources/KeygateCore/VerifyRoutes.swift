@@ -18,6 +18,17 @@ enum VerifyRoutes {
         let path: String?
         /// The end client's address, for keys limited to some addresses.
         let ip: String?
+
+        enum CodingKeys: String, CodingKey { case key, scope, path, ip }
+
+        // Absent is fine; an explicit null is not a string and is refused like any wrong type.
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            key = try c.decode(String.self, forKey: .key)
+            scope = try c.decodeNonNullIfPresent(String.self, forKey: .scope)
+            path = try c.decodeNonNullIfPresent(String.self, forKey: .path)
+            ip = try c.decodeNonNullIfPresent(String.self, forKey: .ip)
+        }
     }
 
     struct VerifyAnswer: Encodable {

@@ -154,19 +154,27 @@ public struct UsageRing: @unchecked Sendable {
         cell.storeBytes(of: UInt32(clamping: max(0, record.durationMicroseconds)), toByteOffset: Self.durationOffset, as: UInt32.self)
         cell.storeBytes(of: UInt16(clamping: max(0, record.status)), toByteOffset: Self.statusOffset, as: UInt16.self)
         cell.storeBytes(of: record.counted ? 1 : 0, toByteOffset: Self.countedOffset, as: UInt8.self)
-        for offset in 0..<16 {
-            cell.storeBytes(of: offset < record.keyID.count ? record.keyID[offset] : 0, toByteOffset: Self.keyOffset + offset, as: UInt8.self)
+        record.keyID.withUnsafeBytes { key in
+            let count = min(key.count, 16)
+            if let base = key.baseAddress { (cell + Self.keyOffset).copyMemory(from: base, byteCount: count) }
+            if count < 16 { (cell + Self.keyOffset + count).initializeMemory(as: UInt8.self, repeating: 0, count: 16 - count) }
         }
-        for (number, text) in [record.method, record.route, record.path, record.remoteAddress].enumerated() {
-            let field = Self.fields[number]
-            var length = 0
-            for byte in text.utf8 {
-                guard length < field.capacity else { break }
-                cell.storeBytes(of: byte, toByteOffset: field.offset + length, as: UInt8.self)
-                length += 1
-            }
-            cell.storeBytes(of: UInt8(length), toByteOffset: Self.lengthsOffset + number, as: UInt8.self)
+        Self.copy(record.method, into: cell, field: 0)
+        Self.copy(record.route, into: cell, field: 1)
+        Self.copy(record.path, into: cell, field: 2)
+        Self.copy(record.remoteAddress, into: cell, field: 3)
+    }
+
+    /// Copies up to the field's capacity of `text`'s UTF-8 into the cell, with its length.
+    private static func copy(_ text: String, into cell: UnsafeMutableRawPointer, field number: Int) {
+        let field = fields[number]
+        var text = text
+        let length = text.withUTF8 { bytes in
+            let count = min(bytes.count, field.capacity)
+            if let base = bytes.baseAddress { (cell + field.offset).copyMemory(from: base, byteCount: count) }
+            return count
         }
+        cell.storeBytes(of: UInt8(length), toByteOffset: lengthsOffset + number, as: UInt8.self)
     }
 
     // MARK: Statistics

@@ -43,7 +43,7 @@ public enum CacheBenchmark {
             time("cache lookup (hit, payload copied out)") {
                 if case .known(let bytes) = cache.lookup(hash, now: now) { sink &+= bytes.count }
             },
-            time("decode the cached record") {
+            time("cache lookup + decode of the record") {
                 if case .known(let bytes) = cache.lookup(hash, now: now), let found = KeyRecordCodec.decode(bytes) { sink &+= found.scopes.count }
             },
             time("rate-limit check and count (minute + hour)") {

@@ -136,11 +136,7 @@ struct KeyCacheForkTests {
         if child == 0 {
             cache.simulateWriterDyingMidUpdate(victim, now: 2) { kill(getpid(), SIGKILL); _exit(1) }
         }
-        var status: Int32 = 0
-        var reaped: pid_t
-        repeat { reaped = waitpid(child, &status, 0) } while reaped == -1 && errno == EINTR
-        #expect(reaped == child)
-        #expect(ExitReason(waitStatus: status) == .signaled(SIGKILL))
+        #expect(waitForChild(child) == .signaled(SIGKILL))
         // The next locker recovers: the half-written entry is gone, the other one intact.
         #expect(cache.lookup(victim, now: 3) == .miss)
         #expect(cache.lookup(bystander, now: 3) == .known([2, 2]))

@@ -168,10 +168,7 @@ struct RateTableForkTests {
             children.append(child)
         }
         for child in children {
-            var status: Int32 = 0
-            var reaped: pid_t
-            repeat { reaped = waitpid(child, &status, 0) } while reaped == -1 && errno == EINTR
-            #expect(ExitReason(waitStatus: status) == .exited(0))
+            #expect(waitForChild(child) == .exited(0))
         }
         let stats = table.statistics
         #expect(stats.allowed == 1 + 50)

@@ -323,11 +323,7 @@ struct ScoreboardForkTests {
             _exit(0)
         }
         board.setPID(0, child)
-        var status: Int32 = 0
-        var reaped: pid_t
-        repeat { reaped = waitpid(child, &status, 0) } while reaped == -1 && errno == EINTR
-        #expect(reaped == child)
-        #expect(ExitReason(waitStatus: status) == .exited(0))
+        #expect(waitForChild(child) == .exited(0))
 
         let slot = board.snapshot(0)
         #expect(slot.pid == child)
@@ -354,11 +350,7 @@ struct ScoreboardForkTests {
             children.append(child)
         }
         for child in children {
-            var status: Int32 = 0
-            var reaped: pid_t
-            repeat { reaped = waitpid(child, &status, 0) } while reaped == -1 && errno == EINTR
-            #expect(reaped == child)
-            #expect(ExitReason(waitStatus: status) == .exited(0))
+            #expect(waitForChild(child) == .exited(0))
         }
         #expect(counts(board) == ["0 200 40000"])
         #expect(board.snapshot(0).requests == 20_000)

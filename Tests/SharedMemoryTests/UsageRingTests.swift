@@ -101,10 +101,7 @@ struct UsageRingForkTests {
             children.append(child)
         }
         for child in children {
-            var status: Int32 = 0
-            var reaped: pid_t
-            repeat { reaped = waitpid(child, &status, 0) } while reaped == -1 && errno == EINTR
-            #expect(ExitReason(waitStatus: status) == .exited(0))
+            #expect(waitForChild(child) == .exited(0))
         }
         let out = reader.peek(limit: 10_000, now: 0)
         #expect(out.count == 3_000)

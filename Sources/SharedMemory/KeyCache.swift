@@ -16,7 +16,7 @@ import Synchronization
 /// Layout: `Header` | mutex (64-byte slot) | entries (`entryStride` each).
 public struct KeyCache: @unchecked Sendable {
     /// Bump when `Header` or `EntryHeader` changes: a binary refuses a segment of another layout.
-    public static let layoutVersion = 1
+    public static let layoutVersion = 2
     static let magic = 0x4B45_5943_4143_4845 // "KEYCACHE"
     public static let ways = 8
 
@@ -38,6 +38,13 @@ public struct KeyCache: @unchecked Sendable {
         let databaseDownSince = Atomic<Int>(0)
         /// Bumped by every invalidation (see `store(_:payload:now:ttl:epoch:)`).
         let epoch = Atomic<Int>(0)
+        /// Entries written under another generation are empty: `removeAll` is one increment,
+        /// not a write to every page of the table (which would make them all resident).
+        let generation = Atomic<Int>(1)
+        /// 1 + the index of the entry being written, 0 when none: what `repair` must clear.
+        let writing = Atomic<Int>(0)
+        /// Entries holding a key (or an unknown key) of the current generation.
+        let occupied = Atomic<Int>(0)
     }
 
     enum State: UInt32 { case empty = 0, known, unknown, writing }
@@ -45,6 +52,7 @@ public struct KeyCache: @unchecked Sendable {
     struct EntryHeader {
         var state: UInt32
         var length: UInt32
+        var generation: Int
         var hash: (UInt64, UInt64, UInt64, UInt64)
         var expiresAt: Int64
         var lastUsed: Int64
@@ -140,6 +148,7 @@ public struct KeyCache: @unchecked Sendable {
             }
             guard entry.pointee.expiresAt > now else {
                 entry.pointee.state = State.empty.rawValue
+                header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
                 header.pointee.misses.wrappingAdd(1, ordering: .relaxed)
                 return .miss
             }
@@ -175,16 +184,12 @@ public struct KeyCache: @unchecked Sendable {
         }
         return mutex.withLock(repair: repair) {
             guard header.pointee.epoch.load(ordering: .relaxed) == epoch else { return false }
-            let entry = slot(for: words, now: now)
-            entry.pointee.state = State.writing.rawValue
-            entry.pointee.hash = words
-            entry.pointee.length = UInt32(payload.count)
-            entry.pointee.expiresAt = now + ttl
-            entry.pointee.lastUsed = now
-            payload.withUnsafeBytes { bytes in
-                if let base = bytes.baseAddress { UnsafeMutableRawPointer(entry + 1).copyMemory(from: base, byteCount: bytes.count) }
+            write(slot(for: words, now: now), words, state: .known, now: now, expiresAt: now + ttl) { entry in
+                entry.pointee.length = UInt32(payload.count)
+                payload.withUnsafeBytes { bytes in
+                    if let base = bytes.baseAddress { UnsafeMutableRawPointer(entry + 1).copyMemory(from: base, byteCount: bytes.count) }
+                }
             }
-            entry.pointee.state = State.known.rawValue
             header.pointee.inserts.wrappingAdd(1, ordering: .relaxed)
             return true
         }
@@ -195,13 +200,9 @@ public struct KeyCache: @unchecked Sendable {
         guard let words = Self.words(hash), ttl > 0 else { return }
         mutex.withLock(repair: repair) {
             guard header.pointee.epoch.load(ordering: .relaxed) == epoch else { return }
-            let entry = slot(for: words, now: now)
-            entry.pointee.state = State.writing.rawValue
-            entry.pointee.hash = words
-            entry.pointee.length = 0
-            entry.pointee.expiresAt = now + ttl
-            entry.pointee.lastUsed = now
-            entry.pointee.state = State.unknown.rawValue
+            write(slot(for: words, now: now), words, state: .unknown, now: now, expiresAt: now + ttl) { entry in
+                entry.pointee.length = 0
+            }
         }
     }
 
@@ -214,6 +215,7 @@ public struct KeyCache: @unchecked Sendable {
             header.pointee.epoch.wrappingAdd(1, ordering: .releasing)
             guard let entry = find(words) else { return false }
             entry.pointee.state = State.empty.rawValue
+            header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
             header.pointee.invalidations.wrappingAdd(1, ordering: .relaxed)
             return true
         }
@@ -223,7 +225,8 @@ public struct KeyCache: @unchecked Sendable {
     public func removeAll() {
         mutex.withLock(repair: repair) {
             header.pointee.epoch.wrappingAdd(1, ordering: .releasing)
-            for index in 0..<capacity { entry(index).pointee.state = State.empty.rawValue }
+            header.pointee.generation.wrappingAdd(1, ordering: .relaxed)
+            header.pointee.occupied.store(0, ordering: .relaxed)
             header.pointee.clears.wrappingAdd(1, ordering: .relaxed)
         }
     }
@@ -247,11 +250,8 @@ public struct KeyCache: @unchecked Sendable {
     // MARK: Statistics
 
     public var statistics: KeyCacheStatistics {
-        var used = 0
-        // A racy count is fine for display; it never takes the lock.
-        for index in 0..<capacity where entry(index).pointee.state != State.empty.rawValue { used += 1 }
-        return KeyCacheStatistics(
-            capacity: capacity, entries: used,
+        KeyCacheStatistics(
+            capacity: capacity, entries: max(0, header.pointee.occupied.load(ordering: .relaxed)),
             hits: header.pointee.hits.load(ordering: .relaxed), misses: header.pointee.misses.load(ordering: .relaxed),
             unknownHits: header.pointee.unknownHits.load(ordering: .relaxed), inserts: header.pointee.inserts.load(ordering: .relaxed),
             evictions: header.pointee.evictions.load(ordering: .relaxed), invalidations: header.pointee.invalidations.load(ordering: .relaxed),
@@ -271,12 +271,19 @@ public struct KeyCache: @unchecked Sendable {
         Int(truncatingIfNeeded: words.0 & UInt64(setCount - 1)) * Self.ways
     }
 
+    /// Whether the entry holds a key (known or unknown) of the current generation.
+    @inline(__always)
+    private func isOccupied(_ candidate: UnsafeMutablePointer<EntryHeader>, generation: Int) -> Bool {
+        let state = candidate.pointee.state
+        return (state == State.known.rawValue || state == State.unknown.rawValue) && candidate.pointee.generation == generation
+    }
+
     private func find(_ words: (UInt64, UInt64, UInt64, UInt64)) -> UnsafeMutablePointer<EntryHeader>? {
         let start = setStart(words)
+        let generation = header.pointee.generation.load(ordering: .relaxed)
         for index in start..<(start + Self.ways) {
             let candidate = entry(index)
-            let state = candidate.pointee.state
-            guard state == State.known.rawValue || state == State.unknown.rawValue else { continue }
+            guard isOccupied(candidate, generation: generation) else { continue }
             let h = candidate.pointee.hash
             if h.0 == words.0 && h.1 == words.1 && h.2 == words.2 && h.3 == words.3 { return candidate }
         }
@@ -288,24 +295,55 @@ public struct KeyCache: @unchecked Sendable {
     private func slot(for words: (UInt64, UInt64, UInt64, UInt64), now: Int64) -> UnsafeMutablePointer<EntryHeader> {
         if let existing = find(words) { return existing }
         let start = setStart(words)
+        let generation = header.pointee.generation.load(ordering: .relaxed)
         var victim = entry(start)
         for index in start..<(start + Self.ways) {
             let candidate = entry(index)
-            if candidate.pointee.state == State.empty.rawValue || candidate.pointee.state == State.writing.rawValue
-                || candidate.pointee.expiresAt <= now {
+            if !isOccupied(candidate, generation: generation) { return candidate }
+            if candidate.pointee.expiresAt <= now {
+                candidate.pointee.state = State.empty.rawValue
+                header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
                 return candidate
             }
             if candidate.pointee.lastUsed < victim.pointee.lastUsed { victim = candidate }
         }
+        // The victim's key leaves, this one takes its place: the count stays.
+        victim.pointee.state = State.empty.rawValue
+        header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
         header.pointee.evictions.wrappingAdd(1, ordering: .relaxed)
         return victim
     }
 
-    /// After a holder died mid-write: its entry is half-written, so forget it.
+    /// Writes an entry, marked `writing` (and named in the header) until it is whole, so
+    /// that `repair` knows which entry a writer that died may have left torn.
+    private func write(_ entry: UnsafeMutablePointer<EntryHeader>, _ words: (UInt64, UInt64, UInt64, UInt64), state: State,
+                       now: Int64, expiresAt: Int64, body: (UnsafeMutablePointer<EntryHeader>) -> Void) {
+        let generation = header.pointee.generation.load(ordering: .relaxed)
+        // Counted again once whole: a writer dying here leaves the count right.
+        if isOccupied(entry, generation: generation) { header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed) }
+        header.pointee.writing.store(index(of: entry) + 1, ordering: .relaxed)
+        entry.pointee.state = State.writing.rawValue
+        entry.pointee.hash = words
+        entry.pointee.generation = generation
+        entry.pointee.expiresAt = expiresAt
+        entry.pointee.lastUsed = now
+        body(entry)
+        entry.pointee.state = state.rawValue
+        header.pointee.writing.store(0, ordering: .relaxed)
+        header.pointee.occupied.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    private func index(of entry: UnsafeMutablePointer<EntryHeader>) -> Int {
+        (UnsafeMutableRawPointer(entry) - entries) / entryStride
+    }
+
+    /// After a holder died mid-write: the entry it was writing may be torn, so forget it.
     private func repair() {
         header.pointee.lockRecoveries.wrappingAdd(1, ordering: .relaxed)
-        for index in 0..<capacity where entry(index).pointee.state == State.writing.rawValue {
-            entry(index).pointee.state = State.empty.rawValue
+        let writing = header.pointee.writing.load(ordering: .relaxed)
+        if writing > 0 && writing <= capacity {
+            entry(writing - 1).pointee.state = State.empty.rawValue
+            header.pointee.writing.store(0, ordering: .relaxed)
         }
     }
 
@@ -325,6 +363,10 @@ public struct KeyCache: @unchecked Sendable {
         mutex.lock()
         if let words = Self.words(hash) {
             let entry = slot(for: words, now: now)
+            if isOccupied(entry, generation: header.pointee.generation.load(ordering: .relaxed)) {
+                header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
+            }
+            header.pointee.writing.store(index(of: entry) + 1, ordering: .relaxed)
             entry.pointee.hash = words
             entry.pointee.state = State.writing.rawValue
         }

@@ -57,7 +57,7 @@ public struct QuotaCounts: Sendable, Equatable {
 /// (100 ms buckets), and daily and monthly quota counters that reset at UTC day and
 /// month boundaries. The caller passes the time, so tests can move the clock.
 public struct RateTable: @unchecked Sendable {
-    public static let layoutVersion = 1
+    public static let layoutVersion = 2
     static let magic = 0x4B45_5952_4154_4531 // "KEYRATE1"
     static let ways = 8
 
@@ -69,6 +69,8 @@ public struct RateTable: @unchecked Sendable {
         let refused = Atomic<Int>(0)
         let evictions = Atomic<Int>(0)
         let lockRecoveries = Atomic<Int>(0)
+        /// 1 + the index of the entry being updated, 0 when none: what `repair` must reset.
+        let writing = Atomic<Int>(0)
     }
 
     enum State: UInt32 { case empty = 0, used, writing }
@@ -171,8 +173,12 @@ public struct RateTable: @unchecked Sendable {
                 }
                 // Another worker is loading the counts; until it is done, count from zero.
             }
+            header.pointee.writing.store(index(of: entry) + 1, ordering: .relaxed)
             entry.pointee.state = State.writing.rawValue
-            defer { entry.pointee.state = State.used.rawValue }
+            defer {
+                entry.pointee.state = State.used.rawValue
+                header.pointee.writing.store(0, ordering: .relaxed)
+            }
             entry.pointee.lastUsed = now
             let windows = self.windows(entry)
             windows.minute.advance(to: now)
@@ -320,6 +326,10 @@ public struct RateTable: @unchecked Sendable {
         (entries + index * Self.entryStride).assumingMemoryBound(to: EntryHeader.self)
     }
 
+    private func index(of entry: UnsafeMutablePointer<EntryHeader>) -> Int {
+        (UnsafeMutableRawPointer(entry) - entries) / Self.entryStride
+    }
+
     private func find(_ words: (UInt64, UInt64)) -> UnsafeMutablePointer<EntryHeader>? {
         let start = Int(truncatingIfNeeded: (words.0 ^ words.1) & UInt64(setCount - 1)) * Self.ways
         for index in start..<(start + Self.ways) {
@@ -351,8 +361,10 @@ public struct RateTable: @unchecked Sendable {
     /// After a holder died mid-update: that entry's counts may be torn, so start it afresh.
     private func repair() {
         header.pointee.lockRecoveries.wrappingAdd(1, ordering: .relaxed)
-        for index in 0..<capacity where entry(index).pointee.state == State.writing.rawValue {
-            entry(index).pointee.state = State.empty.rawValue
+        let writing = header.pointee.writing.load(ordering: .relaxed)
+        if writing > 0 && writing <= capacity {
+            entry(writing - 1).pointee.state = State.empty.rawValue
+            header.pointee.writing.store(0, ordering: .relaxed)
         }
     }
 

@@ -73,6 +73,7 @@ struct KeyCacheTests {
         #expect(cache.lookup(hash(set: 0, tag: 8), now: 300) == .known([8]))
         #expect(cache.lookup(hash(set: 1, tag: 99), now: 300) == .known([99]))
         #expect(cache.statistics.evictions == 1)
+        #expect(cache.statistics.entries == 9) // 8 in the full set, 1 in the other
     }
 
     @Test("payloads larger than an entry and malformed hashes are not cached")
@@ -92,6 +93,10 @@ struct KeyCacheTests {
         cache.removeAll()
         #expect(cache.statistics.entries == 0)
         #expect(cache.lookup(hash(set: 0, tag: 1), now: 1) == .miss)
+        // Entries of the old generation are free slots, and a new store counts once.
+        cache.store(hash(set: 0, tag: 1), payload: [2], now: 2, ttl: 60 * second, epoch: cache.epoch)
+        #expect(cache.lookup(hash(set: 0, tag: 1), now: 3) == .known([2]))
+        #expect(cache.statistics.entries == 1)
     }
 
     @Test("attach checks what the segment is and which layout wrote it")
@@ -141,6 +146,7 @@ struct KeyCacheForkTests {
         #expect(cache.lookup(victim, now: 3) == .miss)
         #expect(cache.lookup(bystander, now: 3) == .known([2, 2]))
         #expect(cache.statistics.lockRecoveries == 1)
+        #expect(cache.statistics.entries == 1)
         #expect(cache.store(victim, payload: [3], now: 4, ttl: 60 * second, epoch: cache.epoch))
         #expect(cache.lookup(victim, now: 5) == .known([3]))
     }

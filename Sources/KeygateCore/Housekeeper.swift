@@ -23,17 +23,24 @@ final class Housekeeper {
     private let configuration: Configuration
     private let host: HostState
     private let logger: Logger
+    /// Usage writes, partitions, health checks (each in a transaction, so with the
+    /// statement timeout and never silently retried).
     private let database: PostgresConnection
+    /// LISTEN only. Kept apart so that no other statement can reconnect it behind the
+    /// housekeeper's back and lose the subscription.
+    private let listener: PostgresConnection
     private let reader: UsageRing.Reader
-    private var listening = false
+    /// `listener.connectionCount` when LISTEN was issued; nil until it was.
+    private var listeningOn: Int?
     private var lastHealthCheck: Int64 = 0
     private var lastPartitionCheck: Int64 = 0
     private var reportedOutage = false
 
-    init(configuration: Configuration, host: HostState, database: PostgresConnection) {
+    init(configuration: Configuration, host: HostState, database: PostgresConnection, listener: PostgresConnection) {
         self.configuration = configuration
         self.host = host
         self.database = database
+        self.listener = listener
         logger = Logger(level: configuration.logLevel, component: "housekeeper")
         reader = UsageRing.Reader(host.usage)
     }
@@ -47,15 +54,16 @@ final class Housekeeper {
             logger.error("cannot install signal handlers", [("error", String(describing: error))])
             return 1
         }
-        let database: PostgresConnection
+        let database: PostgresConnection, listener: PostgresConnection
         do {
-            database = PostgresConnection(connectionString: try configuration.connectionString(direct: true),
-                                          statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds)
+            let direct = try configuration.connectionString(direct: true)
+            database = PostgresConnection(connectionString: direct, statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds)
+            listener = PostgresConnection(connectionString: direct, statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds)
         } catch {
             logger.error("cannot read the database settings", [("error", String(describing: error))])
             return 1
         }
-        let housekeeper = Housekeeper(configuration: configuration, host: host, database: database)
+        let housekeeper = Housekeeper(configuration: configuration, host: host, database: database, listener: listener)
         while !Signals.isStopRequested {
             housekeeper.cycle(now: Clock.wallMicroseconds())
         }
@@ -78,22 +86,54 @@ final class Housekeeper {
         guard !records.isEmpty else { return 0 }
         let rows = records.compactMap(Self.row)
         do {
-            try UsageWriter.write(rows, on: database)
+            try store(rows)
             reader.commit()
             databaseReachable(true, now: now)
             return records.count
         } catch {
-            if case .database(let failure) = error, failure.kind == .unavailable || failure.kind == .timeout || failure.kind == .retryable {
+            guard !Self.isTemporary(error) else {
                 // Left in the ring: stored once the database is back.
                 databaseReachable(false, now: now, error: error)
                 pause(milliseconds: 250)
                 return 0
             }
-            // A batch the database refuses for what it holds would be refused forever: log and drop it.
-            logger.error("usage batch refused; dropping it", [("records", String(records.count)), ("error", String(describing: error))])
+            // Refused for what it holds: store the rows one by one, so only a bad one is lost.
+            var dropped = 0
+            for row in rows {
+                do {
+                    try store([row])
+                } catch {
+                    if Self.isTemporary(error) {
+                        databaseReachable(false, now: now, error: error)
+                        return 0 // the whole batch again later (rows stored so far twice: rare, logged)
+                    }
+                    dropped += 1
+                    logger.error("usage record refused; dropping it", [("key_id", row.keyID), ("error", String(describing: error))])
+                }
+            }
+            if dropped > 0 { logger.warning("usage batch stored row by row", [("records", String(rows.count)), ("dropped", String(dropped))]) }
             reader.commit()
             return records.count
         }
+    }
+
+    /// One batch in one transaction: all or nothing, under the statement timeout, and never
+    /// retried behind our back (a retry after a lost reply could store it twice).
+    private func store(_ rows: [UsageRow]) throws(StoreError) {
+        do {
+            try database.transaction { db in try UsageWriter.write(rows, on: db) }
+        } catch let error as StoreError {
+            throw error
+        } catch let error as PostgresError {
+            throw .database(error)
+        } catch {
+            throw .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
+        }
+    }
+
+    static func isTemporary(_ error: StoreError) -> Bool {
+        guard case .database(let failure) = error else { return false }
+        return failure.kind == .unavailable || failure.kind == .timeout || failure.kind == .retryable
     }
 
     func finalDrain() {
@@ -111,7 +151,7 @@ final class Housekeeper {
         func clean(_ text: String) -> String { text.contains("\0") ? text.replacing("\0", with: "") : text }
         let address = IPNetwork(record.remoteAddress) != nil && !record.remoteAddress.contains("/") ? record.remoteAddress : nil
         return UsageRow(keyID: keyID, at: record.at, method: clean(record.method), route: clean(record.route), path: clean(record.path),
-                        status: record.status, responseTimeMicroseconds: record.durationMicroseconds, remoteAddress: address,
+                        status: record.status, responseTimeMicroseconds: min(record.durationMicroseconds, Int(Int32.max)), remoteAddress: address,
                         counted: record.counted)
     }
 
@@ -119,18 +159,21 @@ final class Housekeeper {
 
     private func listenForChanges(waitMilliseconds: Int32) {
         do {
-            if !listening || !database.isConnected {
-                try database.listen(Self.channel)
+            // Not listening yet, or the connection was replaced (its LISTEN went with it).
+            if listeningOn == nil || listeningOn != listener.connectionCount || !listener.isConnected {
+                try listener.listen(Self.channel)
                 // Whatever changed while nobody listened is unknown: start the cache afresh.
                 host.keyCache?.removeAll()
-                listening = true
+                listeningOn = listener.connectionCount
                 logger.debug("listening for key changes", [("channel", Self.channel)])
             }
-            for notice in try database.notifications(timeoutMilliseconds: waitMilliseconds) where notice.channel == Self.channel {
+            let notices = try listener.notifications(timeoutMilliseconds: waitMilliseconds)
+            guard listeningOn == listener.connectionCount else { return } // reconnected while waiting: LISTEN again first
+            for notice in notices where notice.channel == Self.channel {
                 if let hash = Self.hexBytes(notice.payload) { host.keyCache?.invalidate(hash) }
             }
         } catch {
-            listening = false
+            listeningOn = nil
             databaseReachable(false, now: Clock.wallMicroseconds(), error: error)
             pause(milliseconds: 250)
         }
@@ -164,7 +207,7 @@ final class Housekeeper {
         if now - lastHealthCheck >= 1_000_000 {
             lastHealthCheck = now
             do {
-                try database.query("SELECT 1")
+                try database.transaction { db in try db.query("SELECT 1") }
                 databaseReachable(true, now: now)
             } catch {
                 databaseReachable(false, now: now, error: error)
@@ -173,7 +216,8 @@ final class Housekeeper {
         if now - lastPartitionCheck >= 3_600_000_000, !reportedOutage {
             lastPartitionCheck = now
             do {
-                let dropped = try UsageWriter.maintainPartitions(retentionDays: configuration.usageRetentionDays, on: database)
+                let retention = configuration.usageRetentionDays
+                let dropped = try database.transaction { db in try UsageWriter.maintainPartitions(retentionDays: retention, on: db) }
                 if dropped > 0 { logger.info("dropped old usage partitions", [("partitions", String(dropped))]) }
             } catch {
                 lastPartitionCheck = now - 3_540_000_000 // retry in a minute

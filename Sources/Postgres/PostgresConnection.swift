@@ -13,6 +13,9 @@ public final class PostgresConnection {
     public let statementTimeoutMilliseconds: Int
     private var handle: OpaquePointer?
     private var inTransaction = false
+    /// Connections opened so far. Session state (LISTEN) lives and dies with one of them:
+    /// a holder compares this number to know when it must set that state up again.
+    public private(set) var connectionCount = 0
 
     public init(connectionString: String, statementTimeoutMilliseconds: Int = 5_000) {
         self.connectionString = connectionString
@@ -50,6 +53,7 @@ public final class PostgresConnection {
             throw PostgresError(kind: .unavailable, sqlState: nil, message: message)
         }
         handle = fresh
+        connectionCount += 1
         return fresh
     }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTP
 import Keys
 import Posix
@@ -166,33 +169,49 @@ enum Authenticator {
             state.counted = true
             return .valid(record, nil)
         }
-        var outcome = rates.check(id, limits: limits, now: now)
-        if outcome == .needsQuotaCounts {
-            rates.seedQuota(id, quotaCounts(record, now: now, context: context), now: now)
-            outcome = rates.check(id, limits: limits, now: now)
-        }
-        guard case .decided(let decision) = outcome else {
-            state.counted = true
-            return .valid(record, nil)
-        }
+        let decision = try rateDecision(id, limits: limits, record: record, rates: rates, now: now, context: context)
         state.rate = decision
         guard decision.allowed else { return .limited(record, decision) }
         state.counted = true
         return .valid(record, decision)
     }
 
-    /// Today's and this month's counted requests as the database has them; zero (with a
-    /// warning) when it cannot say, so an outage does not stop cached keys.
-    private static func quotaCounts(_ record: KeyRecord, now: Int64, context: AppContext) -> QuotaCounts {
+    /// The shared rate table's decision for this request (counted when allowed). A key with
+    /// a quota first needs its stored counts on this host: one worker loads them while the
+    /// others wait a moment; if they cannot be loaded the request gets 503, never a quota
+    /// counted from zero.
+    private static func rateDecision(_ id: [UInt8], limits: RateLimits, record: KeyRecord, rates: RateTable, now: Int64,
+                                     context: AppContext) throws(Problem) -> RateDecision {
+        let tick = Clock.monotonicMicroseconds()
+        for _ in 0..<100 {
+            switch rates.check(id, limits: limits, now: now, monotonic: tick) {
+            case .decided(let decision):
+                return decision
+            case .needsQuotaCounts:
+                guard let counts = quotaCounts(record, now: now, context: context) else {
+                    rates.releaseQuotaClaim(id)
+                    throw Problem.unavailable("This key's quota usage cannot be read right now; retry shortly.", retryAfterSeconds: 1)
+                }
+                rates.seedQuota(id, counts, now: now, monotonic: tick)
+            case .loadingQuotaCounts:
+                var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+                nanosleep(&pause, nil)
+            }
+        }
+        throw Problem.unavailable("This key's quota usage is still being loaded; retry shortly.", retryAfterSeconds: 1)
+    }
+
+    /// Today's and this month's counted requests as the database has them; nil when it
+    /// cannot say (unreachable, or known to be down).
+    private static func quotaCounts(_ record: KeyRecord, now: Int64, context: AppContext) -> QuotaCounts? {
+        guard let database = context.database, context.host?.keyCache?.databaseDownSince == nil else { return nil }
         let day = now / RateTable.day
-        let month = RateTable.month(ofDay: day)
-        guard let database = context.database else { return QuotaCounts(day: day, dayCount: 0, month: month, monthCount: 0) }
         do {
             let (today, thisMonth) = try Storage.UsageQueries.quotaUsage(keyID: record.id, on: database)
-            return QuotaCounts(day: day, dayCount: today, month: month, monthCount: thisMonth)
+            return QuotaCounts(day: day, dayCount: today, month: RateTable.month(ofDay: day), monthCount: thisMonth)
         } catch {
-            context.logger.warning("cannot load quota counts; counting from zero", [("key_id", record.id), ("error", String(describing: error))])
-            return QuotaCounts(day: day, dayCount: 0, month: month, monthCount: 0)
+            context.logger.warning("cannot load quota counts", [("key_id", record.id), ("error", String(describing: error))])
+            return nil
         }
     }
 

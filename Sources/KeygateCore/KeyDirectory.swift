@@ -22,12 +22,14 @@ final class KeyDirectory {
     }
 
     /// The key with `hash`, or nil when there is none. Throws (→ 503) only when the
-    /// database is needed and unreachable.
+    /// database is needed and unreachable. `now` is wall-clock µs (for the outage flag);
+    /// cache TTLs run on the monotonic clock, which a wall-clock step cannot stretch.
     func find(hash: [UInt8], now: Int64) throws -> KeyRecord? {
         var epoch = 0
+        let tick = Clock.monotonicMicroseconds()
         if let cache {
             if duringOutage || cache.databaseDownSince == nil {
-                switch cache.lookup(hash, now: now) {
+                switch cache.lookup(hash, now: tick) {
                 case .known(let payload):
                     if let record = KeyRecordCodec.decode(payload) { return record }
                 case .unknown:
@@ -49,9 +51,9 @@ final class KeyDirectory {
         if let cache {
             if cache.databaseDownSince != nil { cache.setDatabaseReachable(true, now: now) }
             if let record {
-                cache.store(hash, payload: KeyRecordCodec.encode(record), now: now, ttl: ttl, epoch: epoch)
+                cache.store(hash, payload: KeyRecordCodec.encode(record), now: tick, ttl: ttl, epoch: epoch)
             } else if negativeTTL > 0 {
-                cache.storeUnknown(hash, now: now, ttl: negativeTTL, epoch: epoch)
+                cache.storeUnknown(hash, now: tick, ttl: negativeTTL, epoch: epoch)
             }
         }
         return record

@@ -73,7 +73,7 @@ enum DebugRoutes {
                 throw Problem(.unprocessableContent, detail: "Needs the key cache and a well-formed key in X-API-Key.")
             }
             let hash = try context.requireHasher().hash(key)
-            cache.simulateWriterDyingMidUpdate(hash, now: Posix.Clock.wallMicroseconds()) {
+            cache.simulateWriterDyingMidUpdate(hash, now: Posix.Clock.monotonicMicroseconds()) {
                 while true { sleep(60) }
             }
         }

@@ -151,27 +151,40 @@ public struct RateTable: @unchecked Sendable {
     public enum Outcome: Equatable {
         case decided(RateDecision)
         /// The key has a quota and this host has not loaded its counts yet: load them
-        /// (`QuotaCounts`), pass them to `seedQuota`, then check again. Nothing was counted.
+        /// (`QuotaCounts`), pass them to `seedQuota` (or `releaseQuotaClaim` when they cannot
+        /// be had), then check again. Nothing was counted.
         case needsQuotaCounts
+        /// Another process is loading this key's quota counts: check again in a moment.
+        case loadingQuotaCounts
     }
 
-    /// Checks `key` against `limits` at `now` (wall µs) and counts the request if allowed.
-    public func check(_ key: [UInt8], limits: RateLimits, now: Int64) -> Outcome {
+    /// Checks `key` against `limits` and counts the request if allowed. `now` is wall-clock
+    /// µs (quota days and months are UTC calendar periods); the sliding windows run on
+    /// `monotonic` µs (default: `now`), which a wall-clock step cannot move.
+    public func check(_ key: [UInt8], limits: RateLimits, now: Int64, monotonic: Int64? = nil) -> Outcome {
+        let tick = monotonic ?? now
         guard let words = Self.words(key) else {
             return .decided(RateDecision(allowed: true, policy: .minute, limit: 0, remaining: 0, resetSeconds: 0,
                                          retryAfterSeconds: nil, dailyUsed: 0, monthlyUsed: 0))
         }
         return mutex.withLock(repair: repair) {
-            let entry = slot(for: words, now: now)
-            if limits.hasQuota && entry.pointee.seed != Seed.done.rawValue {
+            let entry = slot(for: words, now: tick)
+            if !limits.hasQuota {
+                // Quota counts are kept only while the key has a quota; one added later is
+                // loaded afresh from the database.
+                entry.pointee.seed = Seed.none.rawValue
+            } else if entry.pointee.seed != Seed.done.rawValue {
                 // Unclaimed, or claimed by a worker that has not finished within 10 s (it died
-                // or its query hung): this caller loads the counts.
-                if entry.pointee.seed == Seed.none.rawValue || now - entry.pointee.seedClaimedAt > 10_000_000 {
-                    entry.pointee.seed = Seed.claimed.rawValue
-                    entry.pointee.seedClaimedAt = now
-                    return .needsQuotaCounts
+                // or its query hung): this caller loads the counts, starting from zero.
+                guard entry.pointee.seed == Seed.none.rawValue || tick - entry.pointee.seedClaimedAt > 10_000_000 else {
+                    return .loadingQuotaCounts
                 }
-                // Another worker is loading the counts; until it is done, count from zero.
+                entry.pointee.seed = Seed.claimed.rawValue
+                entry.pointee.seedClaimedAt = tick
+                rollQuotas(entry, now: now)
+                entry.pointee.dayCount = 0
+                entry.pointee.monthCount = 0
+                return .needsQuotaCounts
             }
             header.pointee.writing.store(index(of: entry) + 1, ordering: .relaxed)
             entry.pointee.state = State.writing.rawValue
@@ -179,18 +192,18 @@ public struct RateTable: @unchecked Sendable {
                 entry.pointee.state = State.used.rawValue
                 header.pointee.writing.store(0, ordering: .relaxed)
             }
-            entry.pointee.lastUsed = now
+            entry.pointee.lastUsed = tick
             let windows = self.windows(entry)
-            windows.minute.advance(to: now)
-            windows.hour.advance(to: now)
-            windows.burst.advance(to: now)
+            windows.minute.advance(to: tick)
+            windows.hour.advance(to: tick)
+            windows.burst.advance(to: tick)
             rollQuotas(entry, now: now)
 
             // Every applicable policy, with its limit, current count and wait when full.
             var policies: [(RateDecision.Policy, Int, Int, Int64)] = []
-            if let limit = limits.burst { policies.append((.burst, limit, windows.burst.total, windows.burst.wait(until: limit, now: now))) }
-            if let limit = limits.perMinute { policies.append((.minute, limit, windows.minute.total, windows.minute.wait(until: limit, now: now))) }
-            if let limit = limits.perHour { policies.append((.hour, limit, windows.hour.total, windows.hour.wait(until: limit, now: now))) }
+            if let limit = limits.burst { policies.append((.burst, limit, windows.burst.total, windows.burst.wait(until: limit, now: tick))) }
+            if let limit = limits.perMinute { policies.append((.minute, limit, windows.minute.total, windows.minute.wait(until: limit, now: tick))) }
+            if let limit = limits.perHour { policies.append((.hour, limit, windows.hour.total, windows.hour.wait(until: limit, now: tick))) }
             if let limit = limits.daily {
                 policies.append((.daily, limit, Int(entry.pointee.dayCount), (entry.pointee.day + 1) * Self.day - now))
             }
@@ -208,17 +221,19 @@ public struct RateTable: @unchecked Sendable {
             windows.minute.count()
             windows.hour.count()
             windows.burst.count()
-            entry.pointee.dayCount += 1
-            entry.pointee.monthCount += 1
+            if limits.hasQuota {
+                entry.pointee.dayCount += 1
+                entry.pointee.monthCount += 1
+            }
             header.pointee.allowed.wrappingAdd(1, ordering: .relaxed)
             // Headers report the policy with the fewest requests left after this one.
             var reported = (policy: RateDecision.Policy.minute, limit: 0, remaining: Int.max, reset: Int64(0))
             for (policy, limit, used, _) in policies where limit - used - 1 < reported.remaining {
                 let reset: Int64
                 switch policy {
-                case .burst: reset = windows.burst.untilOldestLeaves(now: now)
-                case .minute: reset = windows.minute.untilOldestLeaves(now: now)
-                case .hour: reset = windows.hour.untilOldestLeaves(now: now)
+                case .burst: reset = windows.burst.untilOldestLeaves(now: tick)
+                case .minute: reset = windows.minute.untilOldestLeaves(now: tick)
+                case .hour: reset = windows.hour.untilOldestLeaves(now: tick)
                 case .daily: reset = (entry.pointee.day + 1) * Self.day - now
                 case .monthly: reset = Self.monthStart(entry.pointee.month + 1) - now
                 }
@@ -232,15 +247,24 @@ public struct RateTable: @unchecked Sendable {
     }
 
     /// Adds the database's counts (for the current day and month) to the key's entry, once.
-    public func seedQuota(_ key: [UInt8], _ counts: QuotaCounts, now: Int64) {
+    public func seedQuota(_ key: [UInt8], _ counts: QuotaCounts, now: Int64, monotonic: Int64? = nil) {
         guard let words = Self.words(key) else { return }
         mutex.withLock(repair: repair) {
-            let entry = slot(for: words, now: now)
+            let entry = slot(for: words, now: monotonic ?? now)
             guard entry.pointee.seed != Seed.done.rawValue else { return }
             rollQuotas(entry, now: now)
             if counts.day == entry.pointee.day { entry.pointee.dayCount += Int64(counts.dayCount) }
             if counts.month == entry.pointee.month { entry.pointee.monthCount += Int64(counts.monthCount) }
             entry.pointee.seed = Seed.done.rawValue
+        }
+    }
+
+    /// Gives up a claim from `.needsQuotaCounts` (the counts could not be loaded), so the
+    /// next check tries again.
+    public func releaseQuotaClaim(_ key: [UInt8]) {
+        guard let words = Self.words(key) else { return }
+        mutex.withLock(repair: repair) {
+            if let entry = find(words), entry.pointee.seed == Seed.claimed.rawValue { entry.pointee.seed = Seed.none.rawValue }
         }
     }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// One authenticated request, as a worker records it for the housekeeper.
@@ -34,8 +37,9 @@ public struct UsageRecord: Sendable, Equatable {
 /// only then frees the cells, so while the database is down records wait in the ring.
 ///
 /// A worker killed between claiming a cell and publishing it would stall the reader; the
-/// reader skips a cell that stays claimed-but-unpublished for `stallTimeout` (counted as
-/// lost). Publishing and skipping both CAS the cell's sequence, so exactly one wins.
+/// reader skips a cell that stays claimed-but-unpublished for `stallTimeout` once the
+/// process that claimed it is gone (or after `giveUpTimeout` in any case), counted as lost.
+/// Publishing and skipping both CAS the cell's sequence, so exactly one wins.
 public struct UsageRing: @unchecked Sendable {
     public static let layoutVersion = 1
     static let magic = 0x4B45_5955_5341_4745 // "KEYUSAGE"
@@ -43,6 +47,7 @@ public struct UsageRing: @unchecked Sendable {
     // Cell layout (bytes).
     static let atOffset = 8, durationOffset = 16, statusOffset = 20, countedOffset = 22
     static let lengthsOffset = 23 // method, route, path, remote: one byte each
+    static let writerOffset = 28  // pid of the process filling the cell
     static let keyOffset = 32
     static let fields: [(offset: Int, capacity: Int)] = [(48, 16), (64, 96), (160, 255), (416, 64)]
 
@@ -130,6 +135,7 @@ public struct UsageRing: @unchecked Sendable {
                 let (exchanged, current) = header.pointee.enqueuePosition.weakCompareExchange(
                     expected: position, desired: position + 1, ordering: .relaxed)
                 if exchanged {
+                    cell(index).storeBytes(of: getpid(), toByteOffset: Self.writerOffset, as: Int32.self)
                     write(record, into: cell(index))
                     // Publish, unless the reader gave up on this cell meanwhile.
                     if self.sequence(index).pointee.compareExchange(expected: position, desired: position + 1, ordering: .releasing).exchanged {
@@ -194,15 +200,18 @@ public struct UsageRing: @unchecked Sendable {
     /// The single reader's side. Only one process may read at a time (the housekeeper).
     public final class Reader {
         let ring: UsageRing
-        /// How long a claimed cell may stay unpublished before it is skipped (µs).
+        /// How long a claimed cell may stay unpublished before it is skipped if its writer is dead (µs).
         let stallTimeout: Int64
+        /// ... and before it is skipped even though its writer still lives (stuck).
+        let giveUpTimeout: Int64
         private var stalledPosition = -1
         private var stalledSince: Int64 = 0
         private var pending = 0
 
-        public init(_ ring: UsageRing, stallTimeout: Int64 = 2_000_000) {
+        public init(_ ring: UsageRing, stallTimeout: Int64 = 2_000_000, giveUpTimeout: Int64 = 30_000_000) {
             self.ring = ring
             self.stallTimeout = stallTimeout
+            self.giveUpTimeout = giveUpTimeout
         }
 
         /// Up to `limit` records waiting in the ring, oldest first, without freeing them:
@@ -228,6 +237,10 @@ public struct UsageRing: @unchecked Sendable {
                     break
                 }
                 guard now - stalledSince >= stallTimeout else { break }
+                // Still being written by a live (if slow) process: skipping now could let the
+                // next lap's writer share the cell with it.
+                let writer = ring.cell(index).load(fromByteOffset: UsageRing.writerOffset, as: Int32.self)
+                if writer > 0 && kill(writer, 0) == 0 && now - stalledSince < giveUpTimeout { break }
                 if ring.sequence(index).pointee.compareExchange(expected: position, desired: position + ring.capacity, ordering: .acquiringAndReleasing).exchanged {
                     ring.header.pointee.lost.wrappingAdd(1, ordering: .relaxed)
                     ring.header.pointee.dequeuePosition.store(position + 1, ordering: .relaxed)
@@ -250,10 +263,11 @@ public struct UsageRing: @unchecked Sendable {
         }
     }
 
-    /// Test support: claims the next position the way `append` does and never publishes
-    /// it, like a worker killed between the two steps.
-    public func simulateProducerDyingAfterClaim() {
-        _ = header.pointee.enqueuePosition.wrappingAdd(1, ordering: .relaxed)
+    /// Test support: claims the next position the way `append` does, names `writer` as the
+    /// process filling it, and never publishes it (a worker killed, or stuck, in between).
+    public func simulateProducerDyingAfterClaim(writer: Int32 = 0) {
+        let position = header.pointee.enqueuePosition.wrappingAdd(1, ordering: .relaxed).oldValue
+        cell(position & (capacity - 1)).storeBytes(of: writer, toByteOffset: Self.writerOffset, as: Int32.self)
     }
 
     private func read(_ cell: UnsafeMutableRawPointer) -> UsageRecord {

@@ -128,10 +128,43 @@ struct RateTableTests {
         #expect(first.allowed && first.dailyUsed == 5 && first.monthlyUsed == 41)
         #expect(decide(table, limits, at: noon)?.allowed == false)
         #expect(table.quotaUsed(key, now: noon)! == (daily: 5, monthly: 41))
-        // A second worker arriving while the first is still loading counts from zero rather than waiting.
+        // While one worker loads the counts, the others wait (nothing counted from zero);
+        // a worker that cannot load them gives the claim back for the next to try.
         let other = [UInt8](repeating: 9, count: 16)
         #expect(table.check(other, limits: limits, now: noon) == .needsQuotaCounts)
-        #expect(decide(table, limits, at: noon + 1, key: other)?.allowed == true)
+        #expect(table.check(other, limits: limits, now: noon + 1) == .loadingQuotaCounts)
+        table.releaseQuotaClaim(other)
+        #expect(table.check(other, limits: limits, now: noon + 2) == .needsQuotaCounts)
+        // A claim whose holder never came back is taken over after 10 s.
+        #expect(table.check(other, limits: limits, now: noon + 11 * second) == .needsQuotaCounts)
+    }
+
+    @Test("a quota added to a key that was counted without one starts from the stored counts, not double")
+    func quotaAddedLater() throws {
+        let table = try makeTable()
+        #expect(allowed(table, RateLimits(perMinute: 100), count: 6, at: noon) == 6)
+        let withQuota = RateLimits(perMinute: 100, daily: 10)
+        #expect(table.check(key, limits: withQuota, now: noon + 1) == .needsQuotaCounts)
+        let day = noon / RateTable.day
+        table.seedQuota(key, QuotaCounts(day: day, dayCount: 6, month: RateTable.month(ofDay: day), monthCount: 6), now: noon + 1)
+        #expect(decide(table, withQuota, at: noon + 2)?.dailyUsed == 7)
+    }
+
+    @Test("windows run on the monotonic clock: a wall-clock step back changes nothing")
+    func monotonicWindows() throws {
+        let table = try makeTable()
+        let limits = RateLimits(perMinute: 2)
+        let tick: Int64 = 500 * second
+        #expect(table.check(key, limits: limits, now: noon, monotonic: tick) != .needsQuotaCounts)
+        _ = table.check(key, limits: limits, now: noon - 3_600 * second, monotonic: tick + 1)
+        guard case .decided(let refused) = table.check(key, limits: limits, now: noon - 3_600 * second, monotonic: tick + 2) else {
+            Issue.record("no decision"); return
+        }
+        #expect(!refused.allowed && refused.retryAfterSeconds == 61)
+        guard case .decided(let later) = table.check(key, limits: limits, now: noon - 3_539 * second, monotonic: tick + 61 * second) else {
+            Issue.record("no decision"); return
+        }
+        #expect(later.allowed)
     }
 
     @Test("a full set evicts its least recently used key")

@@ -80,6 +80,21 @@ struct UsageRingTests {
     }
 }
 
+extension UsageRingTests {
+    @Test("a cell a live process is still filling is not skipped until the give-up timeout")
+    func slowProducer() throws {
+        let ring = try makeRing(records: 16)
+        ring.simulateProducerDyingAfterClaim(writer: getpid()) // alive: this process
+        ring.append(record(2))
+        let reader = UsageRing.Reader(ring, stallTimeout: 2_000_000, giveUpTimeout: 30_000_000)
+        #expect(reader.peek(limit: 10, now: 0).isEmpty)
+        #expect(reader.peek(limit: 10, now: 5_000_000).isEmpty)  // past the stall timeout, writer alive
+        #expect(reader.peek(limit: 10, now: 31_000_000).map(\.at) == [2])
+        reader.commit()
+        #expect(ring.statistics.lost == 1)
+    }
+}
+
 @Suite("Usage ring across fork", .serialized)
 struct UsageRingForkTests {
     @Test("two processes appending concurrently: nothing lost, each producer's records in order")

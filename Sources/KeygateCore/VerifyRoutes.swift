@@ -57,9 +57,20 @@ enum VerifyRoutes {
 
     static func register(on router: inout Router<AppContext>) {
         router.get("/api/v1/auth/verify") { request, context in
-            let path = request.originalURI.map(Worker.pathOnly) ?? request.path
-            let verdict = try Authenticator.check(Authenticator.presentedKey(request, allowQuery: false), path: path,
-                                                  remoteAddress: request.remoteAddress, scope: request.requiredScope, context: context)
+            // From nginx (KEYGATE_ORIGINAL_URI set: nginx's normalised, decoded $uri, which has
+            // no query), the protected location must name its scope, or `none` to accept any
+            // valid key: a location that forgot to set it must not let every key through.
+            var scope: String?
+            if request.originalURI != nil {
+                guard let required = request.requiredScope, required == "none" || Scope.all.contains(required) else {
+                    context.logger.error("auth_request without a valid KEYGATE_REQUIRED_SCOPE; refusing",
+                                         [("request_id", request.requestID), ("scope", request.requiredScope ?? "")])
+                    throw Problem(.internalServerError, detail: "The protected location names no valid scope.")
+                }
+                scope = required == "none" ? nil : required
+            }
+            let verdict = try Authenticator.check(Authenticator.presentedKey(request, allowQuery: false), path: request.originalURI ?? request.path,
+                                                  remoteAddress: request.remoteAddress, scope: scope, context: context)
             let record = try Authenticator.accept(verdict, request, context)
             return Response(status: .noContent, headers: HTTPHeaders([
                 ("X-Key-Id", record.id), ("X-Key-Owner", record.userID ?? ""), ("X-Key-Scopes", record.scopes.joined(separator: " ")),

@@ -90,7 +90,7 @@ enum Worker {
                 host.usage.append(UsageRecord(
                     keyID: keyID, at: Clock.wallMicroseconds(), method: request.originalMethod ?? request.method,
                     route: routeIndex.map { $0 < context.routeNames.count ? context.routeNames[$0] : "" } ?? "",
-                    path: request.originalURI.map(Self.pathOnly) ?? request.path, status: response.status.code,
+                    path: request.originalURI ?? request.path, status: response.status.code,
                     durationMicroseconds: Int(Clock.monotonicMicroseconds() - started), remoteAddress: request.remoteAddress,
                     counted: context.current.counted))
             }
@@ -102,11 +102,6 @@ enum Worker {
         }
         board.setState(pool.slot, .stopping)
         return 0
-    }
-
-    /// The path of an `auth_request` subrequest's original URI (its query may hold secrets).
-    static func pathOnly(_ uri: String) -> String {
-        String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
     }
 
     static func makeRequestID() -> String {

@@ -240,3 +240,29 @@ struct ApplicationPoolTests {
         #expect(report.masterPid == board.masterPID)
     }
 }
+
+@Suite("Verify route for auth_request")
+struct VerifyRouteTests {
+    private func subrequest(scope: String?) -> Request {
+        var r = request("GET", "/api/v1/auth/verify")
+        r.headers.add("X-API-Key", "mdw_live_whatever")
+        r.originalURI = "/market-data/quotes"
+        r.originalMethod = "GET"
+        r.requiredScope = scope
+        return r
+    }
+
+    @Test("a protected location that names no scope gets 500, never a pass for every key")
+    func scopeRequired() {
+        let app = makeApplication()
+        #expect(app.respond(to: subrequest(scope: nil)).response.status == .internalServerError)
+        #expect(app.respond(to: subrequest(scope: "root")).response.status == .internalServerError)
+        // A named scope, or `none`, goes on to the key check (401 here: the key is malformed).
+        #expect(app.respond(to: subrequest(scope: "symbols:read")).response.status == .unauthorized)
+        #expect(app.respond(to: subrequest(scope: "none")).response.status == .unauthorized)
+        // Called directly (no KEYGATE_* params), no scope is asked for.
+        var direct = request("GET", "/api/v1/auth/verify")
+        direct.headers.add("X-API-Key", "mdw_live_whatever")
+        #expect(app.respond(to: direct).response.status == .unauthorized)
+    }
+}

@@ -23,6 +23,9 @@ public final class Master {
     private var children: [pid_t: ChildProcess] = [:]
     private var respawns: [Respawn] = []
     private var crashes = CrashHistory()
+    /// The housekeeper's own back-off: its crashes never stop the pool (the workers serve
+    /// without it; usage waits in the ring), they are only logged and retried more slowly.
+    private var housekeeperCrashes = CrashHistory()
     private var generation = 1
     private var isStopping = false
     private var exitCode: Int32 = 0
@@ -158,7 +161,7 @@ public final class Master {
                 respawns.append(Respawn(due: now, role: child.role))
                 continue
             }
-            if now - child.startedAt > 10_000_000 { crashes.noteHealthyRun() }
+            if now - child.startedAt > 10_000_000 && child.role == .worker { crashes.noteHealthyRun() }
             if reason == .exited(0) {
                 // Planned exit: max_requests reached, or someone sent it SIGTERM.
                 scoreboard.countRecycle()
@@ -167,6 +170,13 @@ public final class Master {
             }
             scoreboard.countCrashRestart()
             let window = Int64(settings.emergencyRestartIntervalSeconds * 1_000_000)
+            if child.role == .housekeeper {
+                if now - child.startedAt > 10_000_000 { housekeeperCrashes.noteHealthyRun() }
+                let delay = housekeeperCrashes.record(at: now, windowMicroseconds: window)
+                log("housekeeper \(pid) died (\(reason)); replacing it in \(delay / 1000) ms")
+                respawns.append(Respawn(due: now + delay, role: .housekeeper))
+                continue
+            }
             let delay = crashes.record(at: now, windowMicroseconds: window)
             let recent = crashes.recentCount(at: now, windowMicroseconds: window)
             if settings.emergencyRestartThreshold > 0 && recent >= settings.emergencyRestartThreshold {

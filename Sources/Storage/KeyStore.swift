@@ -50,9 +50,10 @@ public final class KeyStore {
 
     // MARK: Reads
 
-    /// The key with this hash (the authentication lookup; uses the unique index).
+    /// The key with this hash (the authentication lookup; uses the unique index). Through
+    /// a PL/pgSQL function (migration 0005), whose plan the server connection keeps.
     public func find(hash: [UInt8]) throws(StoreError) -> KeyRecord? {
-        try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE key_hash = \(PostgresBytes(hash))") }).first
+        try Self.records(storage { try db.query("SELECT * FROM keygate_key_by_hash(\(PostgresBytes(hash)))") }).first
     }
 
     public func get(id: String) throws(StoreError) -> KeyRecord? {

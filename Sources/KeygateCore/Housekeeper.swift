@@ -65,6 +65,7 @@ final class Housekeeper {
         }
         let housekeeper = Housekeeper(configuration: configuration, host: host, database: database, listener: listener)
         while !Signals.isStopRequested {
+            pool.scoreboard.heartbeat(pool.slot, monotonic: Clock.monotonicMicroseconds())
             housekeeper.cycle(now: Clock.wallMicroseconds())
         }
         // The workers have stopped (the master stops the housekeeper last): store what is left.

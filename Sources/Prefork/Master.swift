@@ -156,7 +156,7 @@ public final class Master {
                 continue // asked to go: stop, reload, or shrink
             }
             if child.killedForTimeout {
-                log("worker \(pid) killed after exceeding request_timeout; replacing it")
+                log("\(child.role) \(pid) killed for taking too long; replacing it")
                 scoreboard.countTimeoutKill()
                 respawns.append(Respawn(due: now, role: child.role))
                 continue
@@ -192,7 +192,20 @@ public final class Master {
 
     // MARK: Timeouts and memory
 
+    /// A housekeeper that has not beaten for this long is stuck (its statements are bounded
+    /// by the statement timeout, its waits by 100 ms): it is killed and replaced.
+    static let housekeeperStallMicroseconds: Int64 = 60_000_000
+
     private func enforceTimeouts(now: Int64) {
+        for (pid, child) in children where child.role == .housekeeper && !child.killSent {
+            let beat = scoreboard.snapshot(child.slot).requestStartMonotonic
+            guard beat > 0, now - beat > Self.housekeeperStallMicroseconds else { continue }
+            log("housekeeper \(pid) has not made progress for \(Self.housekeeperStallMicroseconds / 1_000_000)s: SIGKILL")
+            children[pid]?.killedForTimeout = true
+            children[pid]?.killSent = true
+            children[pid]?.stopRequestedAt = now
+            ProcessControl.send(SIGKILL, to: pid)
+        }
         guard settings.requestTimeoutSeconds > 0 else { return }
         let limit = Int64(settings.requestTimeoutSeconds * 1_000_000)
         for (pid, child) in children where !child.killedForTimeout && child.role == .worker {

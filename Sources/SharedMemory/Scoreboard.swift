@@ -175,6 +175,12 @@ public struct Scoreboard: @unchecked Sendable {
         counters[route * Self.statusBuckets + bucket].wrappingAdd(1, ordering: .relaxed)
     }
 
+    /// The housekeeper's sign of life, in the field a worker uses for its request start
+    /// (it serves no requests): the master replaces a housekeeper that stops beating.
+    public func heartbeat(_ index: Int, monotonic: Int64) {
+        slots[index].requestStartMonotonic.store(Int(monotonic), ordering: .relaxed)
+    }
+
     public func setResidentBytes(_ index: Int, _ bytes: UInt64) {
         slots[index].residentBytes.store(Int(bytes), ordering: .relaxed)
     }

@@ -211,3 +211,28 @@ struct RequestTests {
         #expect(request.queryItems == ["ms": "10", "name": "a b"])
     }
 }
+
+@Suite("Router: literal paths by hash")
+struct RouterExactTests {
+    @Test("literal-only paths are indexed unless a parameterized pattern could match them too")
+    func index() {
+        let router = makeRouter([
+            ("GET", "/items/{id}"),
+            ("GET", "/items/new"),      // shadowed: /items/{id} matches it too, and comes first
+            ("GET", "/api/v1/auth/verify"),
+            ("POST", "/api/v1/keys/verify"),
+            ("GET", "/"),
+        ])
+        #expect(Set(router.exact.keys) == ["/api/v1/auth/verify", "/api/v1/keys/verify", "/"])
+        // Same answers as the scan in registration order.
+        #expect(found(router.match(method: "GET", path: "/items/new"))?.route == "GET /items/{id}")
+        #expect(found(router.match(method: "GET", path: "/api/v1/auth/verify"))?.route == "GET /api/v1/auth/verify")
+        #expect(found(router.match(method: "HEAD", path: "/api/v1/auth/verify"))?.route == "GET /api/v1/auth/verify")
+        #expect(allowed(router.match(method: "POST", path: "/api/v1/auth/verify")) == ["GET", "HEAD"])
+        #expect(allowed(router.match(method: "GET", path: "/api/v1/keys/verify")) == ["POST"])
+        #expect(found(router.match(method: "GET", path: "/"))?.route == "GET /")
+        // Spellings the hash does not know still go through the scan.
+        #expect(found(router.match(method: "GET", path: "/api/v1/auth/verify/"))?.route == "GET /api/v1/auth/verify")
+        #expect(found(router.match(method: "GET", path: "//api/v1/auth/verify"))?.route == "GET /api/v1/auth/verify")
+    }
+}

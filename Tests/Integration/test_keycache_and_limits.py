@@ -324,3 +324,19 @@ def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stac
     wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{cached['id']}'").stdout.strip() == "24",
              timeout=10, message="usage from the outage stored")
     assert stack.status()["restarts"]["crash"] == 0
+
+
+def test_a_reload_keeps_rate_windows_and_replaces_the_housekeeper(stack, api, aux_pool):
+    pool = aux_pool(workers=2)
+    key = api.create_key(scopes=["self"], rate_limit_per_minute=3)["key"]
+    assert [own_key(api, key, stack.aux_base).status_code for _ in range(3)] == [200] * 3
+    old_workers = set(pool.worker_pids())
+    old_housekeeper = pool.status()["housekeeper"]["pid"]
+    pool.signal(signal.SIGHUP)
+    pool.wait_for_workers(2, timeout=10, exclude=old_workers)
+    wait_for(lambda: (pool.status()["housekeeper"] or {}).get("pid") not in (None, old_housekeeper),
+             timeout=10, message="a new housekeeper")
+    # New processes, same shared memory: the minute's three requests still count.
+    r = own_key(api, key, stack.aux_base)
+    assert r.status_code == 429 and r.headers["RateLimit-Remaining"] == "0"
+    assert pool.status()["rate_limits"]["refused"] >= 1

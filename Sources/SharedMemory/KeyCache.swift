@@ -111,11 +111,8 @@ public struct KeyCache: @unchecked Sendable {
 
     /// Attaches to a cache another process created, checking magic, layout and size.
     public static func attach(_ region: SharedRegion) throws(SegmentError) -> KeyCache {
-        guard region.size >= entriesOffset else { throw .wrongKind("key cache") }
+        try SegmentStamp.verify(region, minimumSize: entriesOffset, magic: magic, version: layoutVersion, kind: "key cache")
         let header = region.base.assumingMemoryBound(to: Header.self)
-        guard header.pointee.magic.load(ordering: .acquiring) == magic else { throw .wrongKind("key cache") }
-        let version = header.pointee.version.load(ordering: .relaxed)
-        guard version == layoutVersion else { throw .layoutMismatch(found: version, expected: layoutVersion) }
         let sets = header.pointee.setCount.load(ordering: .relaxed)
         let payload = header.pointee.payloadCapacity.load(ordering: .relaxed)
         guard sets > 0, sets & (sets - 1) == 0, payload > 0,

@@ -126,11 +126,8 @@ public struct RateTable: @unchecked Sendable {
     }
 
     public static func attach(_ region: SharedRegion) throws(SegmentError) -> RateTable {
-        guard region.size >= entriesOffset else { throw .wrongKind("rate-limit") }
+        try SegmentStamp.verify(region, minimumSize: entriesOffset, magic: magic, version: layoutVersion, kind: "rate-limit")
         let header = region.base.assumingMemoryBound(to: Header.self)
-        guard header.pointee.magic.load(ordering: .acquiring) == magic else { throw .wrongKind("rate-limit") }
-        let version = header.pointee.version.load(ordering: .relaxed)
-        guard version == layoutVersion else { throw .layoutMismatch(found: version, expected: layoutVersion) }
         let sets = header.pointee.setCount.load(ordering: .relaxed)
         guard sets > 0, sets & (sets - 1) == 0, entriesOffset + sets * ways * entryStride <= region.size else {
             throw .wrongKind("rate-limit")

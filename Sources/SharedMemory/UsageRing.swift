@@ -94,11 +94,8 @@ public struct UsageRing: @unchecked Sendable {
     }
 
     public static func attach(_ region: SharedRegion) throws(SegmentError) -> UsageRing {
-        guard region.size >= cellsOffset else { throw .wrongKind("usage ring") }
+        try SegmentStamp.verify(region, minimumSize: cellsOffset, magic: magic, version: layoutVersion, kind: "usage ring")
         let header = region.base.assumingMemoryBound(to: Header.self)
-        guard header.pointee.magic.load(ordering: .acquiring) == magic else { throw .wrongKind("usage ring") }
-        let version = header.pointee.version.load(ordering: .relaxed)
-        guard version == layoutVersion else { throw .layoutMismatch(found: version, expected: layoutVersion) }
         let capacity = header.pointee.capacity.load(ordering: .relaxed)
         guard capacity > 1, capacity & (capacity - 1) == 0, cellsOffset + capacity * cellSize <= region.size else {
             throw .wrongKind("usage ring")

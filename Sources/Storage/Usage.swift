@@ -8,8 +8,6 @@ public struct UsageEntry: Sendable {
     public let statusCode: Int?
     public let responseTimeMicroseconds: Int?
     public let remoteAddress: String?
-    /// Keyset position of this row (for the next page).
-    let cursor: String
 }
 
 /// Aggregates over a key's requests in a time range.
@@ -27,36 +25,57 @@ public struct UsageTotals: Sendable {
 /// Reads of `api_key_usage` (filled by the housekeeper from the shared-memory ring).
 public enum UsageQueries {
     public static func requestLog(keyID: String, limit: Int, cursor: String?, on db: PostgresConnection) throws(StoreError) -> Page<UsageEntry> {
-        var after: Int64?
+        // The cursor is "µs.n": the time of the page's last row, and how many rows of that
+        // exact microsecond were already returned. Two workers often record requests in the
+        // same microsecond, and usage rows have no id, so rows sharing a time are put in a
+        // fixed order by their other columns and counted (identical rows are interchangeable).
+        var boundary: Int64?
+        var seenAtBoundary = 0
         if let cursor {
-            guard let at = Int64(cursor), at >= 0 else { throw .invalidCursor }
-            after = at
+            let parts = cursor.split(separator: ".", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), let at = Int64(parts[0]), at >= 0 else { throw .invalidCursor }
+            if parts.count == 2 {
+                guard let seen = Int(parts[1]), (0...1_000_000).contains(seen) else { throw .invalidCursor }
+                seenAtBoundary = seen
+            }
+            boundary = at
         }
-        // Newest first, keyed by the request's time in µs. (Rows sharing the exact
-        // microsecond of a page boundary could be skipped: usage rows have no unique id yet.)
         let rows = try storage {
             try db.query("""
-                SELECT (extract(epoch FROM at) * 1000000)::bigint AS at, method, path, status_code::int AS status_code,
+                WITH bound AS (SELECT timestamptz 'epoch' + \(boundary)::bigint * interval '1 microsecond' AS at)
+                SELECT (extract(epoch FROM page.at) * 1000000)::bigint AS at, method, path, status_code::int AS status_code,
                        response_time_us, host(remote_addr) AS remote_addr
-                FROM api_key_usage
-                WHERE key_id = \(keyID)::uuid
-                  AND (\(after)::bigint IS NULL OR at < to_timestamp(\(after)::bigint / 1000000.0))
-                ORDER BY at DESC LIMIT \(limit + 1)
+                FROM ((SELECT u.at, u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
+                       FROM api_key_usage u, bound
+                       WHERE u.key_id = \(keyID)::uuid AND u.at = bound.at
+                       ORDER BY u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
+                       OFFSET \(seenAtBoundary))
+                      UNION ALL
+                      (SELECT u.at, u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
+                       FROM api_key_usage u, bound
+                       WHERE u.key_id = \(keyID)::uuid AND (bound.at IS NULL OR u.at < bound.at)
+                       ORDER BY u.at DESC, u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
+                       LIMIT \(limit + 1))) page
+                ORDER BY page.at DESC, method, path, status_code, response_time_us, remote_addr
+                LIMIT \(limit + 1)
                 """)
         }
         var items: [UsageEntry] = try storage {
             try rows.map { row in
-                let at: Int64 = try row.decode("at")
-                return UsageEntry(at: at, method: try row.decode("method", as: String?.self), path: try row.decode("path", as: String?.self),
-                                  statusCode: try row.decode("status_code", as: Int?.self),
-                                  responseTimeMicroseconds: try row.decode("response_time_us", as: Int?.self),
-                                  remoteAddress: try row.decode("remote_addr", as: String?.self), cursor: String(at))
+                UsageEntry(at: try row.decode("at"), method: try row.decode("method", as: String?.self), path: try row.decode("path", as: String?.self),
+                           statusCode: try row.decode("status_code", as: Int?.self),
+                           responseTimeMicroseconds: try row.decode("response_time_us", as: Int?.self),
+                           remoteAddress: try row.decode("remote_addr", as: String?.self))
             }
         }
         var next: String?
         if items.count > limit {
             items.removeLast()
-            next = items.last?.cursor
+            if let last = items.last {
+                var seen = items.reversed().prefix { $0.at == last.at }.count
+                if last.at == boundary { seen += seenAtBoundary }
+                next = "\(last.at).\(seen)"
+            }
         }
         return Page(items: items, nextCursor: next)
     }

@@ -163,6 +163,10 @@ enum KeyIssuer {
         if case .some(.some(let v)) = changes.burst { _ = try KeyValidation.limit(v, "burst") }
         if case .some(.some(let v)) = changes.quotaDaily { _ = try KeyValidation.limit(v, "quota_daily") }
         if case .some(.some(let v)) = changes.quotaMonthly { _ = try KeyValidation.limit(v, "quota_monthly") }
+        // As at creation: an expiry is a future moment (revoking is how a key stops now).
+        if case .some(.some(let at)) = changes.expiresAt, at <= Clock.wallMicroseconds() {
+            throw KeyValidation.invalid("expires_at", "must be in the future")
+        }
         guard !changes.isEmpty else {
             throw Problem(.unprocessableContent, detail: "The body changes nothing; give at least one field to change.")
         }

@@ -5,7 +5,9 @@ import Glibc
 /// RFC 3339 UTC timestamps from integer microseconds, without Foundation's formatters.
 public enum Timestamp {
     public static func rfc3339(microseconds: Int64, fractionDigits: Int = 6) -> String {
-        var seconds = time_t(microseconds / 1_000_000)
+        // Floor division: before 1970 the fraction still counts forward from a whole second.
+        let fractionMicros = ((microseconds % 1_000_000) + 1_000_000) % 1_000_000
+        var seconds = time_t((microseconds - fractionMicros) / 1_000_000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func pad(_ value: Int32, _ width: Int) -> String {
@@ -14,8 +16,8 @@ public enum Timestamp {
         }
         var text = "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))"
         if fractionDigits > 0 {
-            let fraction = String(microseconds % 1_000_000)
-            text += "." + String((String(repeating: "0", count: 6 - fraction.count) + fraction).prefix(fractionDigits))
+            let fraction = String(fractionMicros)
+            text += "." + String((String(repeating: "0", count: max(0, 6 - fraction.count)) + fraction).prefix(fractionDigits))
         }
         return text + "Z"
     }

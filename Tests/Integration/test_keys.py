@@ -247,6 +247,9 @@ def test_edits_apply_and_are_audited(api):
     problem(api.call("GET", ADMIN + "/api-keys", key=key["key"]), 403)  # lost keys:read at once
     problem(api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={}), 422)
     problem(api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"burst": -1}), 422)
+    # A past expiry is refused as at creation (before 1970 it once crashed the formatter).
+    for past in ("1969-02-05T19:33:17.9-08:34", "2001-01-01T00:00:00Z"):
+        assert problem(api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"expires_at": past}), 422)["field"] == "expires_at"
     entry = [e for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
              if e["target_id"] == key["id"] and e["action"] == "key.updated"][0]
     assert entry["actor_key_id"] and entry["remote_addr"] == "127.0.0.1" and len(entry["request_id"]) == 32

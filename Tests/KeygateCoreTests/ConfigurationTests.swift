@@ -366,6 +366,9 @@ struct TimestampTests {
         (951_782_400_000_000, 6, "2000-02-29T00:00:00.000000Z"),
         (253_402_300_799_999_999, 6, "9999-12-31T23:59:59.999999Z"),
         (86_399_500_000, 1, "1970-01-01T23:59:59.5Z"),
+        // Before 1970 (schemathesis sent such an expiry; the formatter crashed a worker).
+        (-1, 6, "1969-12-31T23:59:59.999999Z"),
+        (-28_011_642_100_000, 1, "1969-02-10T18:59:17.9Z"),
     ])
     func knownInstants(microseconds: Int64, digits: Int, expected: String) {
         #expect(Timestamp.rfc3339(microseconds: microseconds, fractionDigits: digits) == expected)

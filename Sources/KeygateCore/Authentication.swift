@@ -169,7 +169,7 @@ enum Authenticator {
         guard let database = context.database, context.host?.keyCache?.databaseDownSince == nil else { return nil }
         let day = now / RateTable.day
         do {
-            let (today, thisMonth) = try Storage.UsageQueries.quotaUsage(keyID: record.id, on: database)
+            let (today, thisMonth) = try Storage.UsageQueries.quotaUsage(keyID: record.id, now: now, on: database)
             return QuotaCounts(day: day, dayCount: today, month: RateTable.month(ofDay: day), monthCount: thisMonth)
         } catch {
             context.logger.warning("cannot load quota counts", [("key_id", record.id), ("error", String(describing: error))])

@@ -73,7 +73,10 @@ public struct Configuration: Sendable, Equatable {
         PoolSettings(workers: effectiveWorkers, maxRequests: maxRequests,
                      requestTimeoutSeconds: requestTimeoutSeconds, shutdownTimeoutSeconds: shutdownTimeoutSeconds,
                      emergencyRestartThreshold: emergencyRestartThreshold,
-                     emergencyRestartIntervalSeconds: emergencyRestartIntervalSeconds)
+                     emergencyRestartIntervalSeconds: emergencyRestartIntervalSeconds,
+                     // Longer than any statement may run (the housekeeper beats between them).
+                     housekeeperStallSeconds: statementTimeoutMilliseconds == 0 ? 600
+                         : max(60, 2 * Double(statementTimeoutMilliseconds) / 1_000 + 10))
     }
 
     public var pidFilePath: String { runtimeDirectory + "/keygate.pid" }

@@ -30,17 +30,23 @@ final class Housekeeper {
     /// housekeeper's back and lose the subscription.
     private let listener: PostgresConnection
     private let reader: UsageRing.Reader
+    /// Tells the master this process is making progress (its scoreboard slot).
+    private let heartbeat: () -> Void
     /// `listener.connectionCount` when LISTEN was issued; nil until it was.
     private var listeningOn: Int?
+    // Schedules run on the monotonic clock, which a wall-clock step cannot pause.
     private var lastHealthCheck: Int64 = 0
-    private var lastPartitionCheck: Int64 = 0
+    private var lastListenerCheck: Int64 = 0
+    private var lastPartitionCheck: Int64?
     private var reportedOutage = false
 
-    init(configuration: Configuration, host: HostState, database: PostgresConnection, listener: PostgresConnection) {
+    init(configuration: Configuration, host: HostState, database: PostgresConnection, listener: PostgresConnection,
+         heartbeat: @escaping () -> Void = {}) {
         self.configuration = configuration
         self.host = host
         self.database = database
         self.listener = listener
+        self.heartbeat = heartbeat
         logger = Logger(level: configuration.logLevel, component: "housekeeper")
         reader = UsageRing.Reader(host.usage)
     }
@@ -63,9 +69,10 @@ final class Housekeeper {
             logger.error("cannot read the database settings", [("error", String(describing: error))])
             return 1
         }
-        let housekeeper = Housekeeper(configuration: configuration, host: host, database: database, listener: listener)
+        let housekeeper = Housekeeper(configuration: configuration, host: host, database: database, listener: listener,
+                                      heartbeat: { pool.scoreboard.heartbeat(pool.slot, monotonic: Clock.monotonicMicroseconds()) })
         while !Signals.isStopRequested {
-            pool.scoreboard.heartbeat(pool.slot, monotonic: Clock.monotonicMicroseconds())
+            housekeeper.heartbeat()
             housekeeper.cycle(now: Clock.wallMicroseconds())
         }
         // The workers have stopped (the master stops the housekeeper last): store what is left.
@@ -76,7 +83,9 @@ final class Housekeeper {
     /// One pass: store waiting usage, then wait up to 100 ms for key-change notifications.
     func cycle(now: Int64) {
         let stored = drain(now: now)
+        heartbeat()
         maintain(now: now)
+        heartbeat()
         listenForChanges(waitMilliseconds: stored == Self.batchSize ? 0 : 100)
     }
 
@@ -85,37 +94,45 @@ final class Housekeeper {
     func drain(now: Int64) -> Int {
         let records = reader.peek(limit: Self.batchSize, now: now)
         guard !records.isEmpty else { return 0 }
-        let rows = records.compactMap(Self.row)
         do {
-            try store(rows)
+            try store(records.compactMap(Self.row))
             reader.commit()
             databaseReachable(true, now: now)
             return records.count
         } catch {
-            guard !Self.isTemporary(error) else {
-                // Left in the ring: stored once the database is back.
+            guard Self.isRefusedForContent(error) else {
+                // The database, not the data: left in the ring, stored once it is back.
                 databaseReachable(false, now: now, error: error)
                 pause(milliseconds: 250)
                 return 0
             }
-            // Refused for what it holds: store the rows one by one, so only a bad one is lost.
-            var dropped = 0
-            for row in rows {
+            return storeOneByOne(records, now: now)
+        }
+    }
+
+    /// A batch refused for what it holds: each record on its own, freed from the ring as
+    /// soon as it is stored (so a later failure never stores it twice); only the record the
+    /// database refuses is dropped. Stops at the first failure that is not about content.
+    private func storeOneByOne(_ records: [UsageRecord], now: Int64) -> Int {
+        var dropped = 0
+        for (index, record) in records.enumerated() {
+            heartbeat()
+            if let row = Self.row(record) {
                 do {
                     try store([row])
                 } catch {
-                    if Self.isTemporary(error) {
+                    guard Self.isRefusedForContent(error) else {
                         databaseReachable(false, now: now, error: error)
-                        return 0 // the whole batch again later (rows stored so far twice: rare, logged)
+                        return index
                     }
                     dropped += 1
                     logger.error("usage record refused; dropping it", [("key_id", row.keyID), ("error", String(describing: error))])
                 }
             }
-            if dropped > 0 { logger.warning("usage batch stored row by row", [("records", String(rows.count)), ("dropped", String(dropped))]) }
-            reader.commit()
-            return records.count
+            reader.commit(count: 1)
         }
+        if dropped > 0 { logger.warning("usage batch stored record by record", [("records", String(records.count)), ("dropped", String(dropped))]) }
+        return records.count
     }
 
     /// One batch in one transaction: all or nothing, under the statement timeout, and never
@@ -132,9 +149,15 @@ final class Housekeeper {
         }
     }
 
-    static func isTemporary(_ error: StoreError) -> Bool {
+    /// Whether the database refused these rows for their content (a value out of range, a
+    /// constraint), which retrying cannot fix. Anything else (unreachable, read-only after a
+    /// failover, disk full, a lock, a timeout) is the database's state: retry later.
+    static func isRefusedForContent(_ error: StoreError) -> Bool {
         guard case .database(let failure) = error else { return false }
-        return failure.kind == .unavailable || failure.kind == .timeout || failure.kind == .retryable
+        switch failure.kind {
+        case .invalidInput, .constraintViolation, .foreignKeyViolation, .uniqueViolation: return true
+        default: return false
+        }
     }
 
     func finalDrain() {
@@ -205,8 +228,9 @@ final class Housekeeper {
     // MARK: Schedule
 
     private func maintain(now: Int64) {
-        if now - lastHealthCheck >= 1_000_000 {
-            lastHealthCheck = now
+        let tick = Clock.monotonicMicroseconds()
+        if tick - lastHealthCheck >= 1_000_000 {
+            lastHealthCheck = tick
             do {
                 try database.transaction { db in try db.query("SELECT 1") }
                 databaseReachable(true, now: now)
@@ -214,14 +238,23 @@ final class Housekeeper {
                 databaseReachable(false, now: now, error: error)
             }
         }
-        if now - lastPartitionCheck >= 3_600_000_000, !reportedOutage {
-            lastPartitionCheck = now
+        // A connection dropped without a word (a NAT timeout) never wakes the LISTEN poll:
+        // a statement on it now and then finds out, and the reconnect is noticed by its count.
+        if tick - lastListenerCheck >= 10_000_000, listeningOn != nil {
+            lastListenerCheck = tick
+            do { try listener.query("SELECT 1") } catch { listeningOn = nil }
+        }
+        // Hourly, and first a minute after start (not at once: a restart loop must not run
+        // it over and over).
+        if lastPartitionCheck == nil { lastPartitionCheck = tick - 3_540_000_000 }
+        if let last = lastPartitionCheck, tick - last >= 3_600_000_000, !reportedOutage {
+            lastPartitionCheck = tick
             do {
                 let retention = configuration.usageRetentionDays
                 let dropped = try database.transaction { db in try UsageWriter.maintainPartitions(retentionDays: retention, on: db) }
                 if dropped > 0 { logger.info("dropped old usage partitions", [("partitions", String(dropped))]) }
             } catch {
-                lastPartitionCheck = now - 3_540_000_000 // retry in a minute
+                lastPartitionCheck = tick - 3_540_000_000 // retry in a minute
                 logger.warning("cannot maintain usage partitions", [("error", String(describing: error))])
             }
         }

@@ -11,8 +11,9 @@ import Storage
 /// `keygate serve`: prepares everything shared (socket, scoreboard, pid file) in the
 /// master, then hands over to the pool's `Master`.
 public enum Server {
-    /// Scoreboard slots: room for a full reload overlap of the largest pool (256 workers).
-    static let slotCapacity = 512
+    /// Scoreboard slots: room for a full reload overlap of the largest pool (256 old and
+    /// 256 new workers) and the housekeeper and its successor.
+    static let slotCapacity = 2 * 256 + 2
     /// Routes the metrics counters can tell apart.
     static let routeCapacity = 128
 

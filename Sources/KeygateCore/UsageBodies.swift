@@ -71,7 +71,7 @@ enum UsageQueries {
         if let id = UUIDBytes.parse(key.id), let live = context.rates?.quotaUsed(id, now: Clock.wallMicroseconds()) {
             (today, month) = live
         } else {
-            (today, month) = try Storage.UsageQueries.quotaUsage(keyID: key.id, on: try context.requireDatabase())
+            (today, month) = try Storage.UsageQueries.quotaUsage(keyID: key.id, now: Clock.wallMicroseconds(), on: try context.requireDatabase())
         }
         return .init(dailyUsed: today, dailyRemaining: key.limits.quotaDaily.map { max(0, $0 - today) },
                      monthlyUsed: month, monthlyRemaining: key.limits.quotaMonthly.map { max(0, $0 - month) })

@@ -57,19 +57,24 @@ enum VerifyRoutes {
 
     static func register(on router: inout Router<AppContext>) {
         router.get("/api/v1/auth/verify") { request, context in
-            // From nginx (KEYGATE_ORIGINAL_URI set: nginx's normalised, decoded $uri, which has
-            // no query), the protected location must name its scope, or `none` to accept any
-            // valid key: a location that forgot to set it must not let every key through.
+            // From nginx (any KEYGATE_* param set; the include always sets the method), the
+            // protected location must pass the original URI (nginx's normalised, decoded $uri)
+            // and name its scope, or `none` to accept any valid key: a location that forgot
+            // either must not let keys through unchecked.
             var scope: String?
-            if request.originalURI != nil {
-                guard let required = request.requiredScope, required == "none" || Scope.all.contains(required) else {
-                    context.logger.error("auth_request without a valid KEYGATE_REQUIRED_SCOPE; refusing",
-                                         [("request_id", request.requestID), ("scope", request.requiredScope ?? "")])
-                    throw Problem(.internalServerError, detail: "The protected location names no valid scope.")
+            var path = request.path
+            if request.originalMethod != nil || request.originalURI != nil || request.requiredScope != nil {
+                guard let uri = request.originalURI, uri.hasPrefix("/"),
+                      let required = request.requiredScope, required == "none" || Scope.all.contains(required) else {
+                    context.logger.error("auth_request without KEYGATE_ORIGINAL_URI or a valid KEYGATE_REQUIRED_SCOPE; refusing",
+                                         [("request_id", request.requestID), ("scope", request.requiredScope ?? ""),
+                                          ("uri_set", request.originalURI == nil ? "no" : "yes")])
+                    throw Problem(.internalServerError, detail: "The protected location passes no original URI or no valid scope.")
                 }
                 scope = required == "none" ? nil : required
+                path = uri
             }
-            let verdict = try Authenticator.check(Authenticator.presentedKey(request, allowQuery: false), path: request.originalURI ?? request.path,
+            let verdict = try Authenticator.check(Authenticator.presentedKey(request, allowQuery: false), path: path,
                                                   remoteAddress: request.remoteAddress, scope: scope, context: context)
             let record = try Authenticator.accept(verdict, request, context)
             return Response(status: .noContent, headers: HTTPHeaders([
@@ -92,10 +97,15 @@ enum VerifyRoutes {
             // The caller's own request state (its usage record, its rate headers) is kept
             // apart from the checked key's.
             let callerState = context.current.snapshot()
-            let verdict = try Authenticator.check(body.key, path: body.path ?? "/", remoteAddress: body.ip ?? "",
+            let verdict: KeyVerdict
+            let checked: RequestState.Snapshot
+            do {
+                // Restored however the check ends (a 503 while quota counts load, say).
+                defer { context.current.restore(callerState) }
+                verdict = try Authenticator.check(body.key, path: body.path ?? "/", remoteAddress: body.ip ?? "",
                                                   scope: body.scope, context: context)
-            let checked = context.current.snapshot()
-            context.current.restore(callerState)
+                checked = context.current.snapshot()
+            }
             if let keyID = checked.keyIDBytes {
                 // The checked key was used: record it like any use (it counts against its quotas).
                 context.host?.usage.append(UsageRecord(

@@ -86,7 +86,8 @@ public final class Master {
 
     private func spawn(_ role: ChildRole, extraClose: [Int32]) {
         guard let slot = freeSlot() else {
-            log("no free scoreboard slot: \(role) not started")
+            log("no free scoreboard slot: \(role) not started; retrying in 1 s")
+            respawns.append(Respawn(due: Clock.monotonicMicroseconds() + 1_000_000, role: role))
             return
         }
         scoreboard.claim(slot, generation: generation, state: role == .housekeeper ? .housekeeping : .starting)
@@ -192,15 +193,14 @@ public final class Master {
 
     // MARK: Timeouts and memory
 
-    /// A housekeeper that has not beaten for this long is stuck (its statements are bounded
-    /// by the statement timeout, its waits by 100 ms): it is killed and replaced.
-    static let housekeeperStallMicroseconds: Int64 = 60_000_000
-
     private func enforceTimeouts(now: Int64) {
+        // A housekeeper that has not beaten for `housekeeperStallSeconds` is stuck (it beats
+        // between statements, which the statement timeout bounds): killed and replaced.
+        let stall = Int64(settings.housekeeperStallSeconds * 1_000_000)
         for (pid, child) in children where child.role == .housekeeper && !child.killSent {
             let beat = scoreboard.snapshot(child.slot).requestStartMonotonic
-            guard beat > 0, now - beat > Self.housekeeperStallMicroseconds else { continue }
-            log("housekeeper \(pid) has not made progress for \(Self.housekeeperStallMicroseconds / 1_000_000)s: SIGKILL")
+            guard beat > 0, now - beat > stall else { continue }
+            log("housekeeper \(pid) has not made progress for \(Int(settings.housekeeperStallSeconds))s: SIGKILL")
             children[pid]?.killedForTimeout = true
             children[pid]?.killSent = true
             children[pid]?.stopRequestedAt = now

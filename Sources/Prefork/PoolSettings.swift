@@ -11,15 +11,18 @@ public struct PoolSettings: Sendable, Equatable {
     /// This many crashes within `emergencyRestartInterval` stop the pool (a crash loop).
     public var emergencyRestartThreshold: Int
     public var emergencyRestartIntervalSeconds: Double
+    /// A housekeeper that shows no progress for this long is killed and replaced.
+    public var housekeeperStallSeconds: Double
 
     public init(workers: Int, maxRequests: Int = 0, requestTimeoutSeconds: Double = 30,
                 shutdownTimeoutSeconds: Double = 30, emergencyRestartThreshold: Int = 10,
-                emergencyRestartIntervalSeconds: Double = 60) {
+                emergencyRestartIntervalSeconds: Double = 60, housekeeperStallSeconds: Double = 60) {
         self.workers = workers
         self.maxRequests = maxRequests
         self.requestTimeoutSeconds = requestTimeoutSeconds
         self.shutdownTimeoutSeconds = shutdownTimeoutSeconds
         self.emergencyRestartThreshold = emergencyRestartThreshold
         self.emergencyRestartIntervalSeconds = emergencyRestartIntervalSeconds
+        self.housekeeperStallSeconds = housekeeperStallSeconds
     }
 }

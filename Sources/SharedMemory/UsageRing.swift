@@ -248,15 +248,16 @@ public struct UsageRing: @unchecked Sendable {
             return records
         }
 
-        /// Frees the cells of the last `peek`.
-        public func commit() {
+        /// Frees the cells of the last `peek`, or only its first `count` records.
+        public func commit(count: Int? = nil) {
+            let freed = min(count ?? pending, pending)
             let start = ring.header.pointee.dequeuePosition.load(ordering: .relaxed)
-            for position in start..<(start + pending) {
+            for position in start..<(start + freed) {
                 ring.sequence(position & (ring.capacity - 1)).pointee.store(position + ring.capacity, ordering: .releasing)
             }
-            ring.header.pointee.dequeuePosition.store(start + pending, ordering: .relaxed)
-            ring.header.pointee.drained.wrappingAdd(pending, ordering: .relaxed)
-            pending = 0
+            ring.header.pointee.dequeuePosition.store(start + freed, ordering: .relaxed)
+            ring.header.pointee.drained.wrappingAdd(freed, ordering: .relaxed)
+            pending -= freed
         }
     }
 

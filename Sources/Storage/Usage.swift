@@ -1,3 +1,4 @@
+import Posix
 import Postgres
 
 /// One logged request of a key.
@@ -41,22 +42,26 @@ public enum UsageQueries {
             boundary = at
         }
         let rows = try storage {
+            // The boundary goes into both halves as an expression of the parameter, so each
+            // can use the (key_id, at) index as a range and prune partitions at run time.
             try db.query("""
-                WITH bound AS (SELECT timestamptz 'epoch' + \(boundary)::bigint * interval '1 microsecond' AS at)
-                SELECT (extract(epoch FROM page.at) * 1000000)::bigint AS at, method, path, status_code::int AS status_code,
-                       response_time_us, host(remote_addr) AS remote_addr
+                SELECT (extract(epoch FROM page.at) * 1000000)::bigint AS at, page.method, page.path,
+                       page.status_code::int AS status_code, page.response_time_us, host(page.remote_addr) AS remote_addr
                 FROM ((SELECT u.at, u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
-                       FROM api_key_usage u, bound
-                       WHERE u.key_id = \(keyID)::uuid AND u.at = bound.at
+                       FROM api_key_usage u
+                       WHERE u.key_id = \(keyID)::uuid
+                         AND u.at = timestamptz 'epoch' + \(boundary)::bigint * interval '1 microsecond'
                        ORDER BY u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
                        OFFSET \(seenAtBoundary))
                       UNION ALL
                       (SELECT u.at, u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
-                       FROM api_key_usage u, bound
-                       WHERE u.key_id = \(keyID)::uuid AND (bound.at IS NULL OR u.at < bound.at)
+                       FROM api_key_usage u
+                       WHERE u.key_id = \(keyID)::uuid
+                         AND (\(boundary)::bigint IS NULL
+                              OR u.at < timestamptz 'epoch' + \(boundary)::bigint * interval '1 microsecond')
                        ORDER BY u.at DESC, u.method, u.path, u.status_code, u.response_time_us, u.remote_addr
                        LIMIT \(limit + 1))) page
-                ORDER BY page.at DESC, method, path, status_code, response_time_us, remote_addr
+                ORDER BY page.at DESC, page.method, page.path, page.status_code, page.response_time_us, page.remote_addr
                 LIMIT \(limit + 1)
                 """)
         }
@@ -82,13 +87,16 @@ public enum UsageQueries {
 
     /// Requests counted against the daily and monthly quota (UTC day and month so far),
     /// as the housekeeper has stored them.
-    public static func quotaUsage(keyID: String, on db: PostgresConnection) throws(StoreError) -> (today: Int, month: Int) {
+    /// `now` (wall µs) is the caller's clock: the day and month counted are the ones the
+    /// caller's rate table is in, even when the database's clock is a little off.
+    public static func quotaUsage(keyID: String, now: Int64, on db: PostgresConnection) throws(StoreError) -> (today: Int, month: Int) {
         let rows = try storage {
             try db.query("""
-                SELECT coalesce(sum(requests) FILTER (WHERE day = (now() AT TIME ZONE 'UTC')::date), 0)::bigint AS today,
-                       coalesce(sum(requests), 0)::bigint AS month
-                FROM api_key_quota_usage
-                WHERE key_id = \(keyID)::uuid AND day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date
+                WITH moment AS (SELECT ((timestamptz 'epoch' + \(now)::bigint * interval '1 microsecond') AT TIME ZONE 'UTC')::date AS day)
+                SELECT coalesce(sum(q.requests) FILTER (WHERE q.day = moment.day), 0)::bigint AS today,
+                       coalesce(sum(q.requests), 0)::bigint AS month
+                FROM api_key_quota_usage q, moment
+                WHERE q.key_id = \(keyID)::uuid AND q.day >= date_trunc('month', moment.day)::date AND q.day <= moment.day
                 """)
         }
         return try storage { (try rows.first?.decode("today", as: Int.self) ?? 0, try rows.first?.decode("month", as: Int.self) ?? 0) }
@@ -120,7 +128,7 @@ public enum UsageQueries {
                 GROUP BY 1
                 """)
         }
-        let (today, month) = try quotaUsage(keyID: keyID, on: db)
+        let (today, month) = try quotaUsage(keyID: keyID, now: Clock.wallMicroseconds(), on: db)
         return try storage {
             let row = summary.first
             var byClass: [String: Int] = [:]

@@ -257,6 +257,10 @@ struct VerifyRouteTests {
         let app = makeApplication()
         #expect(app.respond(to: subrequest(scope: nil)).response.status == .internalServerError)
         #expect(app.respond(to: subrequest(scope: "root")).response.status == .internalServerError)
+        // A location that forgot `set $keygate_original_uri` (sent empty → nil) is refused too.
+        var noURI = subrequest(scope: "symbols:read")
+        noURI.originalURI = nil
+        #expect(app.respond(to: noURI).response.status == .internalServerError)
         // A named scope, or `none`, goes on to the key check (401 here: the key is malformed).
         #expect(app.respond(to: subrequest(scope: "symbols:read")).response.status == .unauthorized)
         #expect(app.respond(to: subrequest(scope: "none")).response.status == .unauthorized)

@@ -47,6 +47,21 @@ struct UsageRingTests {
         #expect(reader.peek(limit: 10, now: 0).isEmpty)
     }
 
+    @Test("a batch can be freed a record at a time (stored one by one)")
+    func partialCommit() throws {
+        let ring = try makeRing(records: 16)
+        for number in 0..<4 { ring.append(record(number)) }
+        let reader = UsageRing.Reader(ring)
+        #expect(reader.peek(limit: 10, now: 0).count == 4)
+        reader.commit(count: 1)
+        reader.commit(count: 1)
+        #expect(ring.statistics.drained == 2 && ring.statistics.pending == 2)
+        // The rest were not stored: they come again, and nothing is freed twice.
+        #expect(reader.peek(limit: 10, now: 0).map(\.at) == [2, 3])
+        reader.commit(count: 5)
+        #expect(ring.statistics.drained == 4 && ring.statistics.pending == 0)
+    }
+
     @Test("a full ring drops and counts, never blocks, and takes records again once drained")
     func overflow() throws {
         let ring = try makeRing(records: 64)

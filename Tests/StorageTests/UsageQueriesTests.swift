@@ -13,13 +13,16 @@ struct UsageQueriesTests {
             try MigrationRunner(connection: db, migrations: migrations).up()
             let key = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
             let base: Int64 = 1_795_262_400_000_000
-            // 7 requests in one microsecond (two workers finishing together, and more),
+            // 9 requests in one microsecond (two workers finishing together, and more),
             // two identical ones among them, around requests at distinct times.
             var rows: [UsageRow] = []
             for offset in [9, 8] { rows.append(row(key, at: base + Int64(offset), path: "/a\(offset)", status: 200)) }
             for index in 0..<5 { rows.append(row(key, at: base + 5, path: "/tie\(index)", status: 200 + index)) }
             rows.append(row(key, at: base + 5, path: "/same", status: 404))
             rows.append(row(key, at: base + 5, path: "/same", status: 404))
+            // Same but the address, whose text and inet orders differ (.10 < .9 as text).
+            rows.append(row(key, at: base + 5, path: "/addr", status: 200, from: "10.0.0.9"))
+            rows.append(row(key, at: base + 5, path: "/addr", status: 200, from: "10.0.0.10"))
             for offset in [3, 2, 1] { rows.append(row(key, at: base + Int64(offset), path: "/b\(offset)", status: 200)) }
             try UsageWriter.write(rows, on: db)
 
@@ -29,23 +32,23 @@ struct UsageQueriesTests {
                 var pages = 0
                 repeat {
                     let page = try UsageQueries.requestLog(keyID: key, limit: limit, cursor: cursor, on: db)
-                    seen += page.items.map { "\($0.at - base) \($0.path ?? "") \($0.statusCode ?? 0)" }
+                    seen += page.items.map { "\($0.at - base) \($0.path ?? "") \($0.statusCode ?? 0) \($0.remoteAddress ?? "")" }
                     cursor = page.nextCursor
                     pages += 1
                 } while cursor != nil && pages < 50
                 #expect(seen.count == rows.count, "limit \(limit)")
-                #expect(seen.sorted() == rows.map { "\($0.at - base) \($0.path) \($0.status)" }.sorted(), "limit \(limit)")
+                #expect(seen.sorted() == rows.map { "\($0.at - base) \($0.path) \($0.status) \($0.remoteAddress ?? "")" }.sorted(), "limit \(limit)")
                 #expect(seen.map { Int($0.split(separator: " ")[0]) ?? 0 } == seen.map { Int($0.split(separator: " ")[0]) ?? 0 }.sorted(by: >))
             }
             #expect(throws: StoreError.self) { try UsageQueries.requestLog(keyID: key, limit: 2, cursor: "5.x", on: db) }
-            // The same statement stored the quota counts: all 12 on that UTC day.
+            // The same statement stored the quota counts: all 14 on that UTC day.
             let counted = try db.query("SELECT day::text AS day, requests FROM api_key_quota_usage WHERE key_id = \(key)::uuid")
-            #expect(try counted.map { "\(try $0.decode("day", as: String.self)) \(try $0.decode("requests", as: Int.self))" } == ["2026-11-21 12"])
+            #expect(try counted.map { "\(try $0.decode("day", as: String.self)) \(try $0.decode("requests", as: Int.self))" } == ["2026-11-21 14"])
         }
     }
 
-    private func row(_ key: String, at: Int64, path: String, status: Int) -> UsageRow {
+    private func row(_ key: String, at: Int64, path: String, status: Int, from address: String = "192.0.2.1") -> UsageRow {
         UsageRow(keyID: key, at: at, method: "GET", route: "GET /x", path: path, status: status, responseTimeMicroseconds: 100,
-                 remoteAddress: "192.0.2.1", counted: true)
+                 remoteAddress: address, counted: true)
     }
 }

@@ -102,6 +102,7 @@ enum VerifyRoutes {
             do {
                 // Restored however the check ends (a 503 while quota counts load, say).
                 defer { context.current.restore(callerState) }
+                context.current.reset() // an invalid key must not look like the caller's
                 verdict = try Authenticator.check(body.key, path: body.path ?? "/", remoteAddress: body.ip ?? "",
                                                   scope: body.scope, context: context)
                 checked = context.current.snapshot()

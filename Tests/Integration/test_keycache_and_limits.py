@@ -270,7 +270,8 @@ def test_verify_route_called_directly(stack, api):
 
 
 def test_post_keys_verify(api):
-    verifier = api.create_key(scopes=["keys:verify"])["key"]
+    verifier_key = api.create_key(scopes=["keys:verify"])
+    verifier = verifier_key["key"]
     target = api.create_key(scopes=["symbols:read"], allowed_ips=["10.1.0.0/16"], rate_limit_per_minute=100)
 
     def verify(body, key=verifier):
@@ -292,6 +293,13 @@ def test_post_keys_verify(api):
     problem(verify({"key": target["key"], "scope": "root"}), 422)
     problem(verify({"scope": "self"}), 422)
     problem(verify({"key": target["key"]}, key=api.create_key(scopes=["self"])["key"]), 403)
+    # Usage: one row per call for the verifier (8 calls), one per check for the target
+    # while it was identifiable (valid, scope, ip ×2); an invalid key adds nothing to anyone.
+    def rows(key_id):
+        return psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{key_id}'").stdout.strip()
+    wait_for(lambda: rows(verifier_key["id"]) == "8" and rows(target["id"]) == "4", message="verify usage rows")
+    time.sleep(0.3)
+    assert (rows(verifier_key["id"]), rows(target["id"])) == ("8", "4")
 
 
 # --- PostgreSQL outage ---

@@ -348,3 +348,19 @@ def test_a_reload_keeps_rate_windows_and_replaces_the_housekeeper(stack, api, au
     r = own_key(api, key, stack.aux_base)
     assert r.status_code == 429 and r.headers["RateLimit-Remaining"] == "0"
     assert pool.status()["rate_limits"]["refused"] >= 1
+
+
+def test_a_killed_housekeeper_is_replaced_and_nothing_recorded_meanwhile_is_lost(stack, api, aux_pool):
+    pool = aux_pool(workers=2)
+    created = api.create_key(scopes=["self"])
+    first = pool.status()["housekeeper"]["pid"]
+    os.kill(first, signal.SIGKILL)
+    # Requests go on while it is gone; their usage waits in the ring.
+    assert [own_key(api, created["key"], stack.aux_base).status_code for _ in range(10)] == [200] * 10
+    wait_for(lambda: (pool.status()["housekeeper"] or {}).get("pid") not in (None, first), timeout=5,
+             message="a new housekeeper")
+    wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{created['id']}'").stdout.strip() == "10",
+             timeout=5, message="usage stored by the new housekeeper")
+    status = pool.status()
+    assert status["restarts"]["crash"] == 1 and len(status["workers"]) == 2
+    assert status["usage_ring"]["dropped"] == 0 and status["usage_ring"]["lost"] == 0

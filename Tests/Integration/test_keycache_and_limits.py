@@ -304,11 +304,16 @@ def test_post_keys_verify(api):
 
 # --- PostgreSQL outage ---
 
-def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stack, api):
+def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stack, api, aux_pool):
     cached = api.create_key(scopes=["symbols:read"])
     uncached = api.create_key(scopes=["symbols:read"])
     for _ in range(16):
         assert api.session.get(stack.base + "/market-data/x", headers={"X-API-Key": cached["key"]}, timeout=10).status_code == 200
+    # A second host configured to trust nothing cached while the database is away.
+    strict = aux_pool(workers=2, key_cache_during_outage="off")
+    strict_verify = lambda key: api.session.get(stack.aux_base + "/api/v1/auth/verify", headers={"X-API-Key": key}, timeout=30)
+    assert [strict_verify(cached["key"]).status_code for _ in range(6)] == [204] * 6
+    assert strict.status()["key_cache"]["hits"] >= 2
     wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{cached['id']}'").stdout.strip() == "16",
              message="usage stored before the outage")
     pg_ctl("-m", "fast", "stop")
@@ -322,14 +327,18 @@ def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stac
         problem(r, 503)
         assert int(r.headers["Retry-After"]) > 0
         problem(api.call("GET", f"{ADMIN}/api-keys/{cached['id']}"), 503)
+        # The strict host refuses even its cached key once it has seen the outage.
+        wait_for(lambda: strict_verify(cached["key"]).status_code == 503, timeout=5, message="strict host refusing")
+        assert int(strict_verify(cached["key"]).headers["Retry-After"]) > 0
         assert stack.status()["usage_ring"]["pending"] >= 8
     finally:
         pg_ctl("-o", f"-p {pg_env('KG_PG_PORT')} -k {pg_env('KG_PG_SOCKET')} -c listen_addresses=127.0.0.1",
                "-l", os.path.join(pg_env("KG_PG_DATA"), "server.log"), "start")
     wait_for(lambda: api.session.get(stack.base + "/api/v1/auth/verify", headers={"X-API-Key": uncached["key"]},
                                      timeout=30).status_code == 204, timeout=30, message="recovery")
+    wait_for(lambda: strict_verify(cached["key"]).status_code == 204, timeout=10, message="strict host recovery")
     # What was recorded during the outage waited in the ring and is stored now.
-    wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{cached['id']}'").stdout.strip() == "24",
+    wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{cached['id']}' AND path = '/market-data/x'").stdout.strip() == "24",
              timeout=10, message="usage from the outage stored")
     assert stack.status()["restarts"]["crash"] == 0
 

@@ -16,6 +16,17 @@ public struct Router<Context>: Sendable {
     enum Segment: Sendable, Equatable {
         case literal(String)
         case parameter(String)
+
+        var isParameter: Bool {
+            if case .parameter = self { return true }
+            return false
+        }
+
+        var text: String {
+            switch self {
+            case .literal(let text), .parameter(let text): return text
+            }
+        }
     }
 
     /// What a lookup found.
@@ -39,26 +50,23 @@ public struct Router<Context>: Sendable {
             }
             return .literal(String(part))
         }
-        routes.append(Route(method: method, pattern: pattern, index: routes.count, segments: segments, handler: handler))
-        exact = Self.exactIndex(routes)
+        let route = Route(method: method, pattern: pattern, index: routes.count, segments: segments, handler: handler)
+        routes.append(route)
+        // Keep `exact` to literal-only patterns no parameterized pattern could also match, so
+        // a hash lookup gives the same answer as the scan in registration order.
+        if segments.contains(where: \.isParameter) {
+            exact = exact.filter { path, _ in
+                !Self.couldMatch(segments, path.split(separator: "/").map { .literal(String($0)) })
+            }
+        } else if !routes.contains(where: { $0.segments.contains(where: \.isParameter) && Self.couldMatch($0.segments, segments) }) {
+            // "/" + segments joined: the spelling a request uses for this pattern.
+            exact["/" + segments.map(\.text).joined(separator: "/"), default: []].append(route.index)
+        }
     }
 
-    /// Literal-only patterns no parameterized pattern can also match (so a hash lookup
-    /// gives the same answer as the scan in registration order).
-    static func exactIndex(_ routes: [Route]) -> [String: [Int]] {
-        var index: [String: [Int]] = [:]
-        let parameterized = routes.filter { $0.segments.contains { if case .parameter = $0 { return true } else { return false } } }
-        for route in routes where !parameterized.contains(where: { $0.index == route.index }) {
-            let shadowed = parameterized.contains { other in
-                other.segments.count == route.segments.count && zip(other.segments, route.segments).allSatisfy { pair in
-                    if case .parameter = pair.0 { return true }
-                    return pair.0 == pair.1
-                }
-            }
-            // "/" + segments joined: the spelling a request uses for this pattern.
-            if !shadowed { index["/" + route.pattern.split(separator: "/").joined(separator: "/"), default: []].append(route.index) }
-        }
-        return index
+    /// Whether `pattern` matches the literal-only `literal`.
+    static func couldMatch(_ pattern: [Segment], _ literal: [Segment]) -> Bool {
+        pattern.count == literal.count && zip(pattern, literal).allSatisfy { $0.isParameter || $0 == $1 }
     }
 
     public mutating func get(_ pattern: String, _ handler: @escaping Handler) { add("GET", pattern, handler) }

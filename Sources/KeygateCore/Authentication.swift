@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import HTTP
 import Keys
 import Posix
@@ -57,6 +54,31 @@ enum KeyVerdict {
     case denied(KeyRecord, Authenticator.Denial)
     case limited(KeyRecord, RateDecision)
     case valid(KeyRecord, RateDecision?)
+    /// A usable key whose quota counts cannot be read right now (503).
+    case unavailable(KeyRecord, Problem)
+
+    /// The key, when it was identified as a usable one (its use is recorded).
+    var identified: KeyRecord? {
+        switch self {
+        case .invalid: return nil
+        case .denied(let record, _), .limited(let record, _), .valid(let record, _), .unavailable(let record, _): return record
+        }
+    }
+
+    /// What the rate limiter decided, when it was asked.
+    var rate: RateDecision? {
+        switch self {
+        case .limited(_, let decision): return decision
+        case .valid(_, let decision): return decision
+        default: return nil
+        }
+    }
+
+    /// Let through by the rate limiter: counts against the key's quotas.
+    var counted: Bool {
+        if case .valid = self { return true }
+        return false
+    }
 }
 
 /// Authentication for every protected route and for the verification routes.
@@ -76,15 +98,17 @@ enum Authenticator {
         }
     }
 
-    /// The presented key's record, or 401/403/429. Records the key on the request state.
+    /// The presented key's record, or 401/403/429/503. Notes the key on the request state.
     static func authenticate(_ request: Request, _ context: AppContext) throws -> KeyRecord {
         let verdict = try check(presentedKey(request, allowQuery: context.configuration.allowQueryKey),
                                 path: request.path, remoteAddress: request.remoteAddress, scope: nil, context: context)
         return try accept(verdict, request, context)
     }
 
-    /// Turns a verdict into the record or the matching error, logging refusals.
+    /// Notes the verdict on this request's state (rate headers, usage record), then turns
+    /// it into the record or the matching error, logging refusals.
     static func accept(_ verdict: KeyVerdict, _ request: Request, _ context: AppContext) throws -> KeyRecord {
+        context.current.note(verdict)
         switch verdict {
         case .invalid(let reason, let keyID):
             throw refuse(reason, request, context, keyID: keyID)
@@ -94,6 +118,8 @@ enum Authenticator {
             throw Problem(.forbidden, detail: denial.detail)
         case .limited(_, let decision):
             throw TooManyRequests(decision: decision)
+        case .unavailable(_, let problem):
+            throw problem
         case .valid(let record, _):
             return record
         }
@@ -101,8 +127,8 @@ enum Authenticator {
 
     /// Checks `presented` for a request to `path` from `remoteAddress` needing `scope`
     /// (nil: the route checks scopes itself): status, expiry, IPs, paths, scope, then the
-    /// rate limits (which count the request when they let it through). A key that is
-    /// identified is noted on the request state, so its usage gets recorded.
+    /// rate limits (which count the request when they let it through). Changes nothing but
+    /// the rate table: the caller decides what the verdict means for its request.
     static func check(_ presented: String?, path: String, remoteAddress: String, scope: String?, context: AppContext) throws -> KeyVerdict {
         guard let text = presented else { return .invalid(.missing, keyID: nil) }
         guard let key = try? APIKey.parse(text, expectedPrefix: context.configuration.keyPrefix) else {
@@ -114,9 +140,6 @@ enum Authenticator {
         }
         if !record.active { return .invalid(.revoked, keyID: record.id) }
         if let expiresAt = record.expiresAt, expiresAt <= now { return .invalid(.expired, keyID: record.id) }
-        let state = context.current
-        state.key = record
-        state.keyIDBytes = UUIDBytes.parse(record.id)
         // The client address is the one nginx saw (REMOTE_ADDR), never a client header.
         if !record.allowedIPs.isEmpty && !record.allowedIPs.contains(where: { IPNetwork($0)?.contains(remoteAddress) == true }) {
             return .denied(record, .ip)
@@ -127,15 +150,16 @@ enum Authenticator {
         if let scope, !Scope.grants(record.scopes, scope) { return .denied(record, .scope) }
         let limits = RateLimits(perMinute: record.limits.rateLimitPerMinute, perHour: record.limits.rateLimitPerHour,
                                 burst: record.limits.burst, daily: record.limits.quotaDaily, monthly: record.limits.quotaMonthly)
-        guard !limits.isEmpty, let rates = context.rates, let id = state.keyIDBytes else {
-            state.counted = true
+        guard !limits.isEmpty, let rates = context.rates, let id = UUIDBytes.parse(record.id) else {
             return .valid(record, nil)
         }
-        let decision = try rateDecision(id, limits: limits, record: record, rates: rates, now: now, context: context)
-        state.rate = decision
-        guard decision.allowed else { return .limited(record, decision) }
-        state.counted = true
-        return .valid(record, decision)
+        let decision: RateDecision
+        do {
+            decision = try rateDecision(id, limits: limits, record: record, rates: rates, now: now, context: context)
+        } catch {
+            return .unavailable(record, error)
+        }
+        return decision.allowed ? .valid(record, decision) : .limited(record, decision)
     }
 
     /// The shared rate table's decision for this request (counted when allowed). A key with
@@ -156,8 +180,7 @@ enum Authenticator {
                 }
                 rates.seedQuota(id, counts, now: now, monotonic: tick)
             case .loadingQuotaCounts:
-                var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
-                nanosleep(&pause, nil)
+                Clock.pause(microseconds: 2_000)
             }
         }
         throw Problem.unavailable("This key's quota usage is still being loaded; retry shortly.", retryAfterSeconds: 1)

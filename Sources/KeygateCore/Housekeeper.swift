@@ -103,7 +103,7 @@ final class Housekeeper {
             guard Self.isRefusedForContent(error) else {
                 // The database, not the data: left in the ring, stored once it is back.
                 databaseReachable(false, now: now, error: error)
-                pause(milliseconds: 250)
+                Clock.pause(microseconds: 250_000)
                 return 0
             }
             return storeOneByOne(records, now: now)
@@ -194,34 +194,12 @@ final class Housekeeper {
             let notices = try listener.notifications(timeoutMilliseconds: waitMilliseconds)
             guard listeningOn == listener.connectionCount else { return } // reconnected while waiting: LISTEN again first
             for notice in notices where notice.channel == Self.channel {
-                if let hash = Self.hexBytes(notice.payload) { host.keyCache?.invalidate(hash) }
+                if let hash = HexBytes.decode(notice.payload), hash.count == 32 { host.keyCache?.invalidate(hash) }
             }
         } catch {
             listeningOn = nil
             databaseReachable(false, now: Clock.wallMicroseconds(), error: error)
-            pause(milliseconds: 250)
-        }
-    }
-
-    static func hexBytes(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count == 64 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        var index = 0
-        while index < 64 {
-            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
-            out.append(high << 4 | low)
-            index += 2
-        }
-        return out
-    }
-
-    private static func nibble(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        default: return nil
+            Clock.pause(microseconds: 250_000)
         }
     }
 
@@ -269,10 +247,5 @@ final class Housekeeper {
             reportedOutage = true
             logger.warning("database unreachable; usage waits in the ring", [("error", error.map { String(describing: $0) } ?? "")])
         }
-    }
-
-    private func pause(milliseconds: Int) {
-        var interval = timespec(tv_sec: 0, tv_nsec: milliseconds * 1_000_000)
-        nanosleep(&interval, nil)
     }
 }

@@ -4,30 +4,22 @@ import Storage
 /// What the pool learned about the current request's key, for the response headers and
 /// the usage record written after the response. One per worker, reset per request.
 final class RequestState {
-    var key: KeyRecord?
-    var keyIDBytes: [UInt8]?
-    var rate: RateDecision?
+    /// The key the request identified (its use is recorded).
+    private(set) var key: KeyRecord?
+    private(set) var rate: RateDecision?
     /// Let through by the rate limiter (counts against quotas).
-    var counted = false
+    private(set) var counted = false
 
     func reset() {
         key = nil
-        keyIDBytes = nil
         rate = nil
         counted = false
     }
 
-    struct Snapshot {
-        let key: KeyRecord?, keyIDBytes: [UInt8]?, rate: RateDecision?, counted: Bool
-    }
-
-    func snapshot() -> Snapshot { Snapshot(key: key, keyIDBytes: keyIDBytes, rate: rate, counted: counted) }
-
-    func restore(_ snapshot: Snapshot) {
-        key = snapshot.key
-        keyIDBytes = snapshot.keyIDBytes
-        rate = snapshot.rate
-        counted = snapshot.counted
+    func note(_ verdict: KeyVerdict) {
+        key = verdict.identified
+        rate = verdict.rate
+        counted = verdict.counted
     }
 
     /// `RateLimit-*` (IETF draft) and the `X-RateLimit-*` twins most clients know; Reset is

@@ -94,32 +94,24 @@ enum VerifyRoutes {
             if let ip = body.ip, IPNetwork(ip) == nil || ip.contains("/") {
                 throw Problem(.unprocessableContent, detail: "ip must be an IPv4 or IPv6 address.", field: "ip")
             }
-            // The caller's own request state (its usage record, its rate headers) is kept
-            // apart from the checked key's.
-            let callerState = context.current.snapshot()
-            let verdict: KeyVerdict
-            let checked: RequestState.Snapshot
-            do {
-                // Restored however the check ends (a 503 while quota counts load, say).
-                defer { context.current.restore(callerState) }
-                context.current.reset() // an invalid key must not look like the caller's
-                verdict = try Authenticator.check(body.key, path: body.path ?? "/", remoteAddress: body.ip ?? "",
+            // The request state stays the caller's (its usage record, its rate headers).
+            let verdict = try Authenticator.check(body.key, path: body.path ?? "/", remoteAddress: body.ip ?? "",
                                                   scope: body.scope, context: context)
-                checked = context.current.snapshot()
-            }
-            if let keyID = checked.keyIDBytes {
+            let answer = try Self.answer(verdict)
+            if let record = verdict.identified, let keyID = UUIDBytes.parse(record.id) {
                 // The checked key was used: record it like any use (it counts against its quotas).
                 context.host?.usage.append(UsageRecord(
                     keyID: keyID, at: Clock.wallMicroseconds(), method: "POST", route: "POST /api/v1/keys/verify",
-                    path: body.path ?? "", status: checked.counted ? 200 : (checked.rate?.allowed == false ? 429 : 403),
-                    durationMicroseconds: 0, remoteAddress: body.ip ?? "", counted: checked.counted))
+                    path: body.path ?? "", status: answer.valid ? 200 : (answer.code == "rate_limited" ? 429 : 403),
+                    durationMicroseconds: 0, remoteAddress: body.ip ?? "", counted: verdict.counted))
             }
-            return .json(answer(verdict, rate: checked.rate))
+            return .json(answer)
         }
     }
 
-    static func answer(_ verdict: KeyVerdict, rate: RateDecision?) -> VerifyAnswer {
-        let limit = rate.map { VerifyAnswer.RateLimit(limit: $0.limit, remaining: $0.remaining, reset: $0.resetSeconds, policy: $0.policy.rawValue) }
+    /// The verdict as the route answers it; a key whose quota counts cannot be read is a 503.
+    static func answer(_ verdict: KeyVerdict) throws(Problem) -> VerifyAnswer {
+        let limit = verdict.rate.map { VerifyAnswer.RateLimit(limit: $0.limit, remaining: $0.remaining, reset: $0.resetSeconds, policy: $0.policy.rawValue) }
         switch verdict {
         case .invalid:
             return VerifyAnswer(valid: false, code: "invalid_key", keyId: nil, owner: nil, scopes: [], ratelimit: nil)
@@ -129,6 +121,8 @@ enum VerifyRoutes {
             return VerifyAnswer(valid: false, code: "rate_limited", keyId: record.id, owner: record.userID, scopes: record.scopes, ratelimit: limit)
         case .valid(let record, _):
             return VerifyAnswer(valid: true, code: "valid", keyId: record.id, owner: record.userID, scopes: record.scopes, ratelimit: limit)
+        case .unavailable(_, let problem):
+            throw problem
         }
     }
 }

@@ -61,8 +61,7 @@ enum Worker {
                 if Signals.isStopRequested { break }
                 // Transient (EMFILE, ECONNABORTED): back off briefly rather than spin.
                 logger.warning("accept failed; retrying")
-                var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
-                nanosleep(&pause, nil)
+                Clock.pause(microseconds: 10_000)
                 continue
             }
             let started = Clock.monotonicMicroseconds()
@@ -86,7 +85,7 @@ enum Worker {
             responder.finish()
             board.endRequest(pool.slot, routeIndex: routeIndex, status: response.status.code)
             // After the response went out: one record for the housekeeper, never waiting.
-            if let request, let keyID = context.current.keyIDBytes {
+            if let request, let key = context.current.key, let keyID = UUIDBytes.parse(key.id) {
                 host.usage.append(UsageRecord(
                     keyID: keyID, at: Clock.wallMicroseconds(), method: request.originalMethod ?? request.method,
                     route: routeIndex.map { $0 < context.routeNames.count ? context.routeNames[$0] : "" } ?? "",

@@ -17,4 +17,10 @@ public enum Clock {
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
     }
+
+    /// Sleeps about `microseconds` (a signal may end it early: callers loop anyway).
+    public static func pause(microseconds: Int64) {
+        var interval = timespec(tv_sec: Int(microseconds / 1_000_000), tv_nsec: Int(microseconds % 1_000_000) * 1_000)
+        nanosleep(&interval, nil)
+    }
 }

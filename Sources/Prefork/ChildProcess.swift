@@ -13,7 +13,6 @@ public enum ChildRole: Sendable, Equatable {
 
 /// What a forked pool process is told about itself.
 public struct WorkerContext {
-    public let role: ChildRole
     public let slot: Int
     public let generation: Int
     public let scoreboard: Scoreboard

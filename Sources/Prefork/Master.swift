@@ -105,7 +105,7 @@ public final class Master {
             Signals.setParentDeathSignal(SIGTERM)
             for fd in extraClose { close(fd) }
             scoreboard.setPID(slot, getpid())
-            let context = WorkerContext(role: role, slot: slot, generation: generation, scoreboard: scoreboard, settings: settings)
+            let context = WorkerContext(slot: slot, generation: generation, scoreboard: scoreboard, settings: settings)
             let code = role == .housekeeper ? (runHousekeeper ?? runWorker)(context) : runWorker(context)
             ProcessControl.exitImmediately(code)
         }

@@ -222,8 +222,12 @@ struct RouterExactTests {
             ("GET", "/api/v1/auth/verify"),
             ("POST", "/api/v1/keys/verify"),
             ("GET", "/"),
+            ("GET", "/things/all"),
+            ("DELETE", "/things/{id}"),  // registered later, still takes /things/all out of the index
         ])
         #expect(Set(router.exact.keys) == ["/api/v1/auth/verify", "/api/v1/keys/verify", "/"])
+        #expect(found(router.match(method: "GET", path: "/things/all"))?.route == "GET /things/all")
+        #expect(found(router.match(method: "DELETE", path: "/things/all"))?.route == "DELETE /things/{id}")
         // Same answers as the scan in registration order.
         #expect(found(router.match(method: "GET", path: "/items/new"))?.route == "GET /items/{id}")
         #expect(found(router.match(method: "GET", path: "/api/v1/auth/verify"))?.route == "GET /api/v1/auth/verify")

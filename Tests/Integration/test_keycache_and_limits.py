@@ -75,13 +75,19 @@ def test_a_change_reaches_every_worker_before_the_call_returns(api, change):
     assert [own_key(api, key).status_code for _ in range(24)] == [expected] * 24
 
 
-def test_restore_and_new_keys_are_never_refused_from_the_cache(api):
+def test_restore_and_new_keys_are_never_refused_from_the_cache(stack, api):
     created = api.create_key(scopes=["self"])
     api.call("PATCH", f"{ADMIN}/api-keys/{created['id']}", json={"active": False})
     assert [own_key(api, created["key"]).status_code for _ in range(10)] == [401] * 10
     api.call("PATCH", f"{ADMIN}/api-keys/{created['id']}", json={"active": True})
     assert [own_key(api, created["key"]).status_code for _ in range(10)] == [200] * 10
-    # An unknown key is remembered as unknown; a created key is known at once.
+    # A key that no longer exists is remembered as unknown: repeats cost no database read.
+    gone = api.create_key(scopes=["self"])
+    assert api.call("DELETE", f"{ADMIN}/api-keys/{gone['id']}").status_code == 204
+    before = cache_stats(stack.status())["unknown_hits"]
+    assert [own_key(api, gone["key"]).status_code for _ in range(5)] == [401] * 5
+    assert cache_stats(stack.status())["unknown_hits"] - before >= 4
+    # A created key is known at once.
     fresh = api.create_key(scopes=["self"])
     assert own_key(api, fresh["key"]).status_code == 200
 

@@ -26,13 +26,26 @@ public struct RequestDecodingError: Error {
 /// is tested without a socket. Params are consumed one at a time straight from
 /// libfcgi's buffers; only the ones keygate reads are copied.
 public struct RequestDecoder {
+    /// REQUEST_URI, or DOCUMENT_URI where nginx sent no REQUEST_URI, as read.
+    private enum Target {
+        case malformed
+        case invalidUTF8
+        case valid(path: String, query: String)
+    }
+
+    private enum Length {
+        case absent
+        case malformed
+        case value(Int)
+    }
+
     private var method: String?
-    private var uri: [UInt8]?
-    private var documentURI: [UInt8]?
+    private var requestURI: Target?
+    private var documentURI: Target?
     private var isHTTPS = false
     private var remoteAddress = ""
     private var requestID: String?
-    private var contentLength: [UInt8]?
+    private var contentLength = Length.absent
     private var originalURI: String?
     private var originalMethod: String?
     private var requiredScope: String?
@@ -62,9 +75,10 @@ public struct RequestDecoder {
         case 11 where Self.equals(name, "REMOTE_ADDR"):
             remoteAddress = String(decoding: value, as: UTF8.self)
         case 11 where Self.equals(name, "REQUEST_URI"):
-            uri = Array(value)
+            requestURI = Self.target(value)
         case 12 where Self.equals(name, "DOCUMENT_URI"):
-            documentURI = Array(value)
+            // Only a fallback: not worth reading when REQUEST_URI came first (as nginx sends it).
+            if requestURI == nil { documentURI = Self.target(value) }
         case 14 where Self.equals(name, "REQUEST_METHOD"):
             if !value.isEmpty, value.count <= 16, value.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) {
                 method = String(decoding: value, as: UTF8.self)
@@ -72,7 +86,7 @@ public struct RequestDecoder {
                 methodMalformed = true
             }
         case 14 where Self.equals(name, "CONTENT_LENGTH"):
-            contentLength = Array(value)
+            contentLength = Self.length(value)
         case 20 where Self.equals(name, "KEYGATE_ORIGINAL_URI"):
             originalURI = value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
         case 23 where Self.equals(name, "KEYGATE_ORIGINAL_METHOD"):
@@ -111,22 +125,25 @@ public struct RequestDecoder {
         guard let method, !methodMalformed else {
             throw fail(Problem(.badRequest, detail: "The request method is missing or malformed."))
         }
-        guard let uriBytes = uri ?? documentURI, uriBytes.first == UInt8(ascii: "/") else {
+        let path: String, query: String
+        switch requestURI ?? documentURI {
+        case .valid(let validPath, let validQuery)?:
+            (path, query) = (validPath, validQuery)
+        case .invalidUTF8?:
+            throw fail(Problem(.badRequest, detail: "The request URI is not valid UTF-8."))
+        case .malformed?, nil:
             throw fail(Problem(.badRequest, detail: "The request URI is missing or malformed."))
         }
-        guard let uri = String(validating: uriBytes, as: UTF8.self) else {
-            throw fail(Problem(.badRequest, detail: "The request URI is not valid UTF-8."))
-        }
-        let (path, query) = Self.splitURI(uri)
         if path.utf8.contains(UInt8(ascii: "%")) && QueryString.percentDecode(Substring(path)) == nil {
             throw fail(Problem(.badRequest, detail: "The request path does not decode to valid UTF-8."))
         }
         var body: [UInt8] = []
-        if let lengthBytes = contentLength, !lengthBytes.isEmpty {
-            guard lengthBytes.count <= 18, lengthBytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let length = Int(String(decoding: lengthBytes, as: UTF8.self)) else {
-                throw fail(Problem(.badRequest, detail: "Content-Length is not a number."))
-            }
+        switch contentLength {
+        case .absent:
+            break
+        case .malformed:
+            throw fail(Problem(.badRequest, detail: "Content-Length is not a number."))
+        case .value(let length):
             guard length <= limits.maxBodyBytes else {
                 throw fail(Problem(.contentTooLarge, detail: "The request body exceeds \(limits.maxBodyBytes) bytes."))
             }
@@ -175,11 +192,36 @@ public struct RequestDecoder {
         }
     }
 
-    static func splitURI(_ uri: String) -> (path: String, query: String) {
-        guard let mark = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (uri, "") }
-        let path = String(uri[..<mark])
-        let query = String(uri[uri.utf8.index(after: mark)...])
-        return (path, query)
+    /// A request target: must start with `/` and be UTF-8; split at the first `?`.
+    private static func target(_ bytes: UnsafeRawBufferPointer) -> Target {
+        guard bytes.first == UInt8(ascii: "/") else { return .malformed }
+        guard let mark = bytes.firstIndex(of: UInt8(ascii: "?")) else {
+            return utf8String(bytes).map { .valid(path: $0, query: "") } ?? .invalidUTF8
+        }
+        guard let path = utf8String(UnsafeRawBufferPointer(rebasing: bytes[..<mark])),
+              let query = utf8String(UnsafeRawBufferPointer(rebasing: bytes[(mark + 1)...])) else { return .invalidUTF8 }
+        return .valid(path: path, query: query)
+    }
+
+    /// The bytes as a String, or nil when they are not UTF-8. (`String(validating:as:)`
+    /// is generic and not specialised here: it looked up type metadata on every call.)
+    static func utf8String(_ bytes: UnsafeRawBufferPointer) -> String? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        if bytes.allSatisfy({ $0 < 0x80 }) { return text }
+        // Decoding repairs invalid sequences with U+FFFD: valid exactly when nothing changed.
+        return text.utf8.elementsEqual(bytes) ? text : nil
+    }
+
+    /// CONTENT_LENGTH: empty is no body; otherwise at most 18 decimal digits.
+    private static func length(_ bytes: UnsafeRawBufferPointer) -> Length {
+        guard !bytes.isEmpty else { return .absent }
+        guard bytes.count <= 18 else { return .malformed }
+        var value = 0
+        for byte in bytes {
+            guard byte >= 0x30 && byte <= 0x39 else { return .malformed }
+            value = value * 10 + Int(byte - 0x30)
+        }
+        return .value(value)
     }
 
     /// nginx's `$request_id` is 32 hex digits; accept short alphanumeric ids, refuse the rest.

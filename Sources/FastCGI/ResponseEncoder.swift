@@ -1,34 +1,81 @@
 import HTTP
 
 /// `Response` → the CGI-style header block and body libfcgi sends on stdout.
+///
+/// Straight byte appends into one buffer sized up front: this runs for every request,
+/// and a worker's request path is short enough that allocations and temporary strings
+/// here were a visible share of it.
 public enum ResponseEncoder {
     public static func encode(_ response: Response, requestID: String, omitBody: Bool) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + response.body.count)
-        func line(_ parts: String...) {
-            for part in parts { out.append(contentsOf: part.utf8) }
-            out.append(13)
-            out.append(10)
-        }
-        line("Status: ", String(response.status.code), " ", response.status.reason)
+        out.reserveCapacity(160 + requestID.utf8.count + (omitBody ? 0 : response.body.count))
+        append("Status: ", to: &out)
+        appendDecimal(response.status.code, to: &out)
+        out.append(UInt8(ascii: " "))
+        append(response.status.reason, to: &out)
+        endLine(&out)
         var hasContentType = false
         var hasCacheControl = false
         for field in response.headers {
             // A header with CR/LF would split the response: drop it (never produced by keygate).
-            if field.name.utf8.contains(where: { $0 == 13 || $0 == 10 }) || field.value.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
-                continue
-            }
+            if containsLineBreak(field.name) || containsLineBreak(field.value) { continue }
             if field.name.caseInsensitiveEquals("Content-Type") { hasContentType = true }
             if field.name.caseInsensitiveEquals("Cache-Control") { hasCacheControl = true }
-            line(field.name, ": ", field.value)
+            append(field.name, to: &out)
+            append(": ", to: &out)
+            append(field.value, to: &out)
+            endLine(&out)
         }
-        if !hasContentType && !response.body.isEmpty { line("Content-Type: application/octet-stream") }
+        if !hasContentType && !response.body.isEmpty { append("Content-Type: application/octet-stream\r\n", to: &out) }
         // API answers (keys, metadata) must never sit in a shared cache unless a route says so.
-        if !hasCacheControl { line("Cache-Control: no-store") }
-        line("Content-Length: ", String(response.body.count))
-        line("X-Request-Id: ", requestID)
-        line("")
+        if !hasCacheControl { append("Cache-Control: no-store\r\n", to: &out) }
+        append("Content-Length: ", to: &out)
+        appendDecimal(response.body.count, to: &out)
+        endLine(&out)
+        append("X-Request-Id: ", to: &out)
+        append(requestID, to: &out)
+        append("\r\n\r\n", to: &out)
         if !omitBody { out.append(contentsOf: response.body) }
         return out
+    }
+
+    private static func append(_ literal: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    private static func append(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { out.append(contentsOf: $0) }
+    }
+
+    private static func endLine(_ out: inout [UInt8]) {
+        out.append(13)
+        out.append(10)
+    }
+
+    /// Non-negative decimal without a temporary String (status codes, lengths).
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        guard value > 0 else {
+            out.append(UInt8(ascii: "0"))
+            return
+        }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while rest > 0 {
+                buffer[19 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            }
+            out.append(contentsOf: buffer[(20 - count)...])
+        }
+    }
+
+    private static func containsLineBreak(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in bytes.contains { $0 == 13 || $0 == 10 } }
     }
 }

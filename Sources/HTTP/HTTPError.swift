@@ -41,11 +41,11 @@ public struct Problem: HTTPError, Equatable {
         Problem(
             .methodNotAllowed,
             detail: "This resource supports \(allowed.joined(separator: ", ")).",
-            headers: HTTPHeaders([("Allow", allowed.joined(separator: ", "))])
+            headers: HTTPHeaders("Allow", allowed.joined(separator: ", "))
         )
     }
 
     public static func unavailable(_ detail: String, retryAfterSeconds: Int = 5) -> Problem {
-        Problem(.serviceUnavailable, detail: detail, headers: HTTPHeaders([("Retry-After", String(retryAfterSeconds))]))
+        Problem(.serviceUnavailable, detail: detail, headers: HTTPHeaders("Retry-After", String(retryAfterSeconds)))
     }
 }

@@ -1,34 +1,52 @@
 /// An ordered list of header fields with case-insensitive lookup.
 public struct HTTPHeaders: Sendable, Equatable, Sequence {
-    public private(set) var fields: [(name: String, value: String)] = []
+    /// One `name: value` line. A named struct rather than a tuple: arrays of it are
+    /// copied and destroyed by specialised code, not through runtime type metadata.
+    public struct Field: Sendable, Equatable {
+        public var name: String
+        public var value: String
 
-    public init(_ fields: [(String, String)] = []) {
-        self.fields = fields.map { (name: $0.0, value: $0.1) }
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
     }
 
-    public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
-        lhs.fields.elementsEqual(rhs.fields) { $0.name == $1.name && $0.value == $1.value }
+    public private(set) var fields: [Field] = []
+
+    public init() {}
+
+    /// One field.
+    public init(_ name: String, _ value: String) {
+        add(name, value)
+    }
+
+    public init(_ fields: [(String, String)]) {
+        self.fields = fields.map { Field(name: $0.0, value: $0.1) }
     }
 
     /// The first value of `name`, compared case-insensitively.
     public subscript(name: String) -> String? {
-        fields.first { $0.name.caseInsensitiveEquals(name) }?.value
+        for field in fields where field.name.caseInsensitiveEquals(name) { return field.value }
+        return nil
     }
 
     /// Adds a field, keeping any existing ones of the same name.
     public mutating func add(_ name: String, _ value: String) {
-        fields.append((name, value))
+        // Most messages carry a handful of fields: one allocation, no regrowth.
+        if fields.capacity == 0 { fields.reserveCapacity(4) }
+        fields.append(Field(name: name, value: value))
     }
 
     /// Replaces every field called `name` with one holding `value`.
     public mutating func set(_ name: String, _ value: String) {
         fields.removeAll { $0.name.caseInsensitiveEquals(name) }
-        fields.append((name, value))
+        add(name, value)
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }
 
-    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
+    public func makeIterator() -> IndexingIterator<[Field]> {
         fields.makeIterator()
     }
 }

@@ -12,12 +12,12 @@ public struct Response: Sendable {
 
     /// A plain-text response.
     public static func text(_ text: String, status: HTTPStatus = .ok, contentType: String = "text/plain; charset=utf-8") -> Response {
-        Response(status: status, headers: HTTPHeaders([("Content-Type", contentType)]), body: Array(text.utf8))
+        Response(status: status, headers: HTTPHeaders("Content-Type", contentType), body: Array(text.utf8))
     }
 
     /// A JSON response from an `Encodable` value, keys in snake_case.
     public static func json<T: Encodable>(_ value: T, status: HTTPStatus = .ok) -> Response {
-        Response(status: status, headers: HTTPHeaders([("Content-Type", "application/json")]), body: JSON.encode(value))
+        Response(status: status, headers: HTTPHeaders("Content-Type", "application/json"), body: JSON.encode(value))
     }
 
     /// 204 with no body.

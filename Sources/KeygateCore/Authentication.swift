@@ -27,7 +27,7 @@ enum Scope {
 struct Unauthorized: HTTPError {
     let status = HTTPStatus.unauthorized
     let detail = "A valid API key is required (X-API-Key or Authorization: Bearer)."
-    var headers: HTTPHeaders { HTTPHeaders([("WWW-Authenticate", #"Bearer realm="keygate""#)]) }
+    var headers: HTTPHeaders { HTTPHeaders("WWW-Authenticate", #"Bearer realm="keygate""#) }
 }
 
 /// 429: a rate limit or quota refused the request. The rate-limit headers are added
@@ -44,7 +44,7 @@ struct TooManyRequests: HTTPError {
         case .hour: return "This key allows \(decision.limit) requests per hour."
         }
     }
-    var headers: HTTPHeaders { HTTPHeaders([("Retry-After", String(decision.retryAfterSeconds ?? 1))]) }
+    var headers: HTTPHeaders { HTTPHeaders("Retry-After", String(decision.retryAfterSeconds ?? 1)) }
 }
 
 /// The outcome of checking a presented key against a request.

@@ -46,7 +46,7 @@ enum OperationsRoutes {
             guard let document = context.openAPIDocument else {
                 throw Problem.unavailable("The OpenAPI document is not installed (openapi_file).", retryAfterSeconds: 3600)
             }
-            return Response(headers: HTTPHeaders([("Content-Type", "application/json")]), body: document)
+            return Response(headers: HTTPHeaders("Content-Type", "application/json"), body: document)
         }
     }
 }

@@ -193,6 +193,33 @@ struct RequestDecoderTests {
         #expect(error.problem.detail.contains("UTF-8"))
     }
 
+    @Test("invalid UTF-8 anywhere in REQUEST_URI is 400: path or query, bad lead, truncated, overlong, surrogate", arguments: [
+        [0x2F, 0x61, 0x3F, 0x71, 0x3D, 0xFF] as [UInt8], [0x2F, 0xC3], [0x2F, 0xC0, 0xAF], [0x2F, 0xED, 0xA0, 0x80],
+        [0x2F, 0x3F, 0xE2, 0x82], [0x2F, 0x80],
+    ])
+    func uriInvalidSequences(bytes: [UInt8]) throws {
+        var pairs = with(["REQUEST_URI": nil])
+        pairs.append((Array("REQUEST_URI".utf8), bytes))
+        let error = try #require(failure(pairs))
+        #expect(error.problem.detail.contains("UTF-8"))
+    }
+
+    @Test("a UTF-8 path and query outside ASCII decode as sent")
+    func uriNonASCII() throws {
+        let request = try decode(with(["REQUEST_URI": "/symbols/żółw?note=€uro"]))
+        #expect(request.path == "/symbols/żółw")
+        #expect(request.query == "note=€uro")
+    }
+
+    @Test("REQUEST_URI wins over DOCUMENT_URI whichever comes first")
+    func requestURIWins() throws {
+        let first = try decode(params([("REQUEST_METHOD", "GET"), ("DOCUMENT_URI", "/index"), ("REQUEST_URI", "/healthz?a=1")]))
+        #expect(first.path == "/healthz")
+        #expect(first.query == "a=1")
+        let second = try decode(params([("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/healthz"), ("DOCUMENT_URI", "/index")]))
+        #expect(second.path == "/healthz")
+    }
+
     @Test("a path whose escapes decode to invalid UTF-8 (or are malformed) is 400", arguments: [
         "/keys/%FF", "/keys/%C3%28", "/keys/%ED%A0%80", "/keys/%zz", "/keys/%4",
     ])

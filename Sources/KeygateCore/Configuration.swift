@@ -15,6 +15,10 @@ public struct Configuration: Sendable, Equatable {
     /// 0 means 2 × online CPUs.
     public var workers = 0
     public var maxRequests = 10_000
+    /// Workers and the housekeeper run under SCHED_BATCH (`batch`) or the default policy
+    /// (`normal`). Batch: a worker woken by a request does not preempt nginx (the pool's
+    /// only way in) on that CPU; see docs/benchmarks.md.
+    public var workerScheduling = WorkerScheduling.batch
     public var requestTimeoutSeconds = 30.0
     public var shutdownTimeoutSeconds = 30.0
     public var emergencyRestartThreshold = 10
@@ -94,6 +98,7 @@ public struct Configuration: Sendable, Equatable {
             ("runtime_dir", runtimeDirectory),
             ("workers", workers == 0 ? "0 (auto: \(effectiveWorkers))" : String(workers)),
             ("max_requests", String(maxRequests)),
+            ("worker_scheduling", workerScheduling.rawValue),
             ("request_timeout", String(requestTimeoutSeconds)),
             ("shutdown_timeout", String(shutdownTimeoutSeconds)),
             ("emergency_restart_threshold", String(emergencyRestartThreshold)),
@@ -120,6 +125,23 @@ public struct Configuration: Sendable, Equatable {
             ("usage_ring_entries", String(usageRingEntries)),
             ("usage_retention_days", String(usageRetentionDays)),
         ]
+    }
+}
+
+/// The CPU scheduling policy of the pool's children (`worker_scheduling`).
+public enum WorkerScheduling: String, Sendable, Equatable {
+    case batch
+    case normal
+
+    /// Applies the policy to the calling process. A refusal (a seccomp filter, say) is
+    /// logged, not fatal: the pool works under either policy.
+    func apply(logger: Logger) {
+        guard self == .batch else { return }
+        do {
+            try ProcessControl.useBatchScheduling()
+        } catch {
+            logger.warning("cannot switch to SCHED_BATCH; staying on the default policy", [("error", String(describing: error))])
+        }
     }
 }
 
@@ -198,6 +220,9 @@ extension Configuration {
             runtimeDirectory = value
         case "workers": workers = try integer(0...256)
         case "max_requests": maxRequests = try integer(0...Int(Int32.max))
+        case "worker_scheduling":
+            guard let policy = WorkerScheduling(rawValue: value.lowercased()) else { throw fail("expected batch or normal, got '\(value)'") }
+            workerScheduling = policy
         case "request_timeout": requestTimeoutSeconds = try seconds()
         case "shutdown_timeout": shutdownTimeoutSeconds = try seconds()
         case "emergency_restart_threshold": emergencyRestartThreshold = try integer(0...10_000)

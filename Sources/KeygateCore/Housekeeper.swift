@@ -53,6 +53,7 @@ final class Housekeeper {
 
     static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, host: HostState) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "housekeeper")
+        configuration.workerScheduling.apply(logger: logger)
         do {
             // Same stop signal handling as a worker; it never accepts on the listening socket.
             try Signals.installWorkerStop(listenFD: listenFD)

@@ -17,6 +17,7 @@ enum Worker {
                     openAPIDocument: [UInt8]?, host: HostState) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "worker")
         let board = pool.scoreboard
+        configuration.workerScheduling.apply(logger: logger)
         do {
             try Signals.installWorkerStop(listenFD: listenFD)
         } catch {

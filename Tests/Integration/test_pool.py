@@ -100,6 +100,22 @@ def test_invalid_config_on_sighup_keeps_workers(stack, aux_pool):
     assert _get(stack, "/healthz").status_code == 200
 
 
+def test_worker_scheduling_batch_by_default_and_normal_after_a_reload(stack, aux_pool):
+    # Workers and the housekeeper run under SCHED_BATCH (they must not preempt nginx);
+    # worker_scheduling = normal puts the next generation back on the default policy.
+    pool = aux_pool(workers=2)
+    status = pool.status()
+    children = [w["pid"] for w in status["workers"]] + [status["housekeeper"]["pid"]]
+    assert [os.sched_getscheduler(pid) for pid in children] == [os.SCHED_BATCH] * 3
+    assert os.sched_getscheduler(pool.process.pid) == os.SCHED_OTHER  # the master stays normal
+    old = pool.worker_pids()
+    pool.write_config(worker_scheduling="normal")
+    pool.signal(signal.SIGHUP)
+    new = pool.wait_for_workers(2, exclude=old)
+    assert [os.sched_getscheduler(pid) for pid in new] == [os.SCHED_OTHER] * 2
+    assert _get(stack, "/healthz").status_code == 200
+
+
 def test_worker_recycled_after_max_requests(stack, aux_pool):
     pool = aux_pool(workers=1, max_requests=5)
     first = pool.worker_pids()

@@ -179,6 +179,7 @@ struct ConfigurationTests {
         ("emergency_restart_interval", "-0.5"),
         ("max_body_bytes", "1023"), ("max_body_bytes", "67108865"),
         ("debug_routes", "maybe"), ("debug_routes", ""),
+        ("worker_scheduling", "fifo"), ("worker_scheduling", ""),
     ])
     func badValues(key: String, value: String) throws {
         let error = try #require(setError(key, value))
@@ -194,6 +195,16 @@ struct ConfigurationTests {
     ])
     func edgeValues(key: String, value: String) {
         #expect(setError(key, value) == nil)
+    }
+
+    @Test("worker_scheduling takes batch (the default) or normal, in any case")
+    func workerScheduling() throws {
+        #expect(Configuration().workerScheduling == .batch)
+        var configuration = Configuration()
+        try configuration.set("worker_scheduling", "Normal", source: "t")
+        #expect(configuration.workerScheduling == .normal)
+        try configuration.set("worker_scheduling", "batch", source: "t")
+        #expect(configuration.workerScheduling == .batch)
     }
 
     @Test("flags accept on/off words in any case", arguments: [
@@ -253,7 +264,8 @@ struct ConfigurationTests {
         #expect(rendered["workers"] == "5")
         #expect(rendered["debug_routes"] == "on")
         #expect(rendered["log_level"] == "info")
-        #expect(rendered.count == 31)
+        #expect(rendered.count == 32)
+        #expect(rendered["worker_scheduling"] == "batch")
         // Every rendered key is one the file accepts.
         var copy = Configuration()
         for (key, value) in configuration.rendered {

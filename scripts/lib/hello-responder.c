@@ -1,7 +1,10 @@
 /* The baseline for scripts/bench: the smallest useful libfcgi responder. It forks
  * N workers on one unix socket, like keygate's pool, and answers every request with
- * the same JSON body keygate's /healthz sends. */
+ * the same JSON body keygate's /healthz sends. Its workers run under SCHED_BATCH, as
+ * keygate's do by default (worker_scheduling), so the two are compared like for like. */
+#define _GNU_SOURCE
 #include <fcgiapp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,8 @@
 #include <unistd.h>
 
 static void serve(int fd) {
+    struct sched_param param = { .sched_priority = 0 };
+    if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) { perror("sched_setscheduler"); }
     FCGX_Request *request = malloc(sizeof *request);
     if (request == NULL || FCGX_InitRequest(request, fd, 0) != 0) { exit(1); }
     static const char reply[] =

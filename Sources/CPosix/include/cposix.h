@@ -25,6 +25,9 @@ int kg_set_parent_death_signal(int signo);
 
 
 
+/// sched_setscheduler(0, SCHED_BATCH): the constant needs _GNU_SOURCE.
+int kg_set_batch_scheduling(void);
+
 /// pipe2(O_NONBLOCK | O_CLOEXEC): pipe2 needs _GNU_SOURCE, which Swift's Glibc omits.
 int kg_pipe_nonblocking(int fds[2]);
 #endif

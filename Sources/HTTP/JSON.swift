@@ -10,6 +10,13 @@ public enum JSON {
         return writer.bytes
     }
 
+    /// A value written field by field: no `Encoder`, no dynamic casts.
+    public static func encode<T: JSONFields>(_ value: T) -> [UInt8] {
+        var buffer = JSONBuffer()
+        buffer.append(fields: value.jsonFields)
+        return buffer.bytes
+    }
+
     /// A stored flat JSON object of strings.
     public static func decodeStringMap(_ text: String) throws -> [String: String] {
         try JSONDecoder().decode([String: String].self, from: Data(text.utf8))

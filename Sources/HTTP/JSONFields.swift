@@ -61,33 +61,33 @@ extension JSONValue: Encodable {
     }
 }
 
-extension JSONWriter {
-    func write(fields: [JSONField]) {
-        bytes.append(UInt8(ascii: "{"))
+extension JSONBuffer {
+    public mutating func append(fields: [JSONField]) {
+        append(byte: UInt8(ascii: "{"))
         for (index, field) in fields.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            bytes.append(UInt8(ascii: "\""))
-            bytes.append(contentsOf: UnsafeBufferPointer(start: field.key.utf8Start, count: field.key.utf8CodeUnitCount))
-            bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
-            write(value: field.value)
+            if index > 0 { append(byte: UInt8(ascii: ",")) }
+            append(byte: UInt8(ascii: "\""))
+            append(field.key)
+            append("\":")
+            append(value: field.value)
         }
-        bytes.append(UInt8(ascii: "}"))
+        append(byte: UInt8(ascii: "}"))
     }
 
-    func write(value: JSONValue) {
+    public mutating func append(value: JSONValue) {
         switch value {
-        case .string(let text?): writeString(text)
-        case .integer(let number?): bytes.append(contentsOf: String(number).utf8)
-        case .string(nil), .integer(nil): writeNull()
-        case .bool(let flag): bytes.append(contentsOf: flag ? [0x74, 0x72, 0x75, 0x65] : [0x66, 0x61, 0x6c, 0x73, 0x65])
+        case .string(let text?): appendString(text)
+        case .integer(let number?): appendInteger(number)
+        case .string(nil), .integer(nil): appendNull()
+        case .bool(let flag): appendBool(flag)
         case .strings(let values):
-            bytes.append(UInt8(ascii: "["))
+            append(byte: UInt8(ascii: "["))
             for (index, text) in values.enumerated() {
-                if index > 0 { bytes.append(UInt8(ascii: ",")) }
-                writeString(text)
+                if index > 0 { append(byte: UInt8(ascii: ",")) }
+                appendString(text)
             }
-            bytes.append(UInt8(ascii: "]"))
-        case .object(let fields): write(fields: fields)
+            append(byte: UInt8(ascii: "]"))
+        case .object(let fields): append(fields: fields)
         }
     }
 }

@@ -5,7 +5,8 @@ import FoundationEssentials
 /// cost ~13 % of all CPU on the authenticated route). Struct keys are written snake_cased
 /// in declaration order; `[String: _]` dictionaries keep their keys verbatim, sorted.
 final class JSONWriter: Encoder {
-    var bytes: [UInt8] = []
+    private(set) var buffer = JSONBuffer()
+    var bytes: [UInt8] { buffer.bytes }
     var codingPath: [any CodingKey] = []
     var userInfo: [CodingUserInfoKey: Any] = [:]
 
@@ -14,23 +15,21 @@ final class JSONWriter: Encoder {
     /// `frames.count` when the value being written started; a container opened deeper belongs to it.
     private var valueBase = 0
 
-    init() {
-        bytes.reserveCapacity(512)
-    }
+    init() {}
 
     // MARK: Values
 
     func write<T: Encodable>(_ value: T) throws {
         switch value {
         case let string as String: writeString(string)
-        case let int as Int: bytes.append(contentsOf: String(int).utf8)
-        case let bool as Bool: bytes.append(contentsOf: bool ? Array("true".utf8) : Array("false".utf8))
+        case let int as Int: buffer.appendInteger(int)
+        case let bool as Bool: buffer.appendBool(bool)
         case let double as Double: writeDouble(double)
         case let date as Date: writeString(date.formatted(.iso8601))
         case let dictionary as [String: Int]: try writeDictionary(dictionary)
         case let dictionary as [String: String]: try writeDictionary(dictionary)
-        case let fields as any JSONFields: write(fields: fields.jsonFields)
-        case let value as JSONValue: write(value: value)
+        case let fields as any JSONFields: buffer.append(fields: fields.jsonFields)
+        case let value as JSONValue: buffer.append(value: value)
         default:
             let savedBase = valueBase
             valueBase = frames.count
@@ -41,78 +40,55 @@ final class JSONWriter: Encoder {
     }
 
     private func writeDictionary<V: Encodable>(_ dictionary: [String: V]) throws {
-        bytes.append(UInt8(ascii: "{"))
+        buffer.append(byte: UInt8(ascii: "{"))
         for (index, key) in dictionary.keys.sorted().enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            if index > 0 { buffer.append(byte: UInt8(ascii: ",")) }
             writeString(key)
-            bytes.append(UInt8(ascii: ":"))
+            buffer.append(byte: UInt8(ascii: ":"))
             if let value = dictionary[key] { try write(value) }
         }
-        bytes.append(UInt8(ascii: "}"))
+        buffer.append(byte: UInt8(ascii: "}"))
     }
 
     /// Closes every container the current value opened.
     private func closeFrames() {
         while frames.count > valueBase {
             switch frames.removeLast() {
-            case .object: bytes.append(UInt8(ascii: "}"))
-            case .array: bytes.append(UInt8(ascii: "]"))
+            case .object: buffer.append(byte: UInt8(ascii: "}"))
+            case .array: buffer.append(byte: UInt8(ascii: "]"))
             }
         }
     }
 
     func writeNull() {
-        bytes.append(contentsOf: [0x6e, 0x75, 0x6c, 0x6c])
+        buffer.appendNull()
     }
 
     func writeDouble(_ value: Double) {
         guard value.isFinite else { return writeNull() }
         if value == value.rounded(), abs(value) < 1e15 {
-            bytes.append(contentsOf: String(Int64(value)).utf8)
+            buffer.appendInteger(Int(value))
         } else {
-            bytes.append(contentsOf: "\(value)".utf8)
+            buffer.append(raw: "\(value)")
         }
     }
 
     func writeString(_ string: String) {
-        bytes.append(UInt8(ascii: "\""))
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5c, 0x22])
-            case UInt8(ascii: "\\"): bytes.append(contentsOf: [0x5c, 0x5c])
-            case 0x0a: bytes.append(contentsOf: [0x5c, UInt8(ascii: "n")])
-            case 0x0d: bytes.append(contentsOf: [0x5c, UInt8(ascii: "r")])
-            case 0x09: bytes.append(contentsOf: [0x5c, UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]])
-            default: bytes.append(byte)
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
+        buffer.appendString(string)
     }
 
     /// `requestId` → `request_id`, written as a JSON string.
     func writeKey(_ key: String) {
         if frames.isEmpty == false, case .object(let count) = frames[frames.count - 1] {
-            if count > 0 { bytes.append(UInt8(ascii: ",")) }
+            if count > 0 { buffer.append(byte: UInt8(ascii: ",")) }
             frames[frames.count - 1] = .object(count: count + 1)
         }
-        bytes.append(UInt8(ascii: "\""))
-        for byte in key.utf8 {
-            if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") {
-                bytes.append(UInt8(ascii: "_"))
-                bytes.append(byte | 0x20)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        buffer.appendSnakeCaseKey(key)
     }
 
     func arrayElementSeparator() {
         if case .array(let count) = frames[frames.count - 1] {
-            if count > 0 { bytes.append(UInt8(ascii: ",")) }
+            if count > 0 { buffer.append(byte: UInt8(ascii: ",")) }
             frames[frames.count - 1] = .array(count: count + 1)
         }
     }
@@ -123,7 +99,7 @@ final class JSONWriter: Encoder {
         // A value may ask for its keyed container more than once (e.g. to add fields to a
         // wrapped value's): keep writing into the object it already opened.
         if frames.count == valueBase {
-            bytes.append(UInt8(ascii: "{"))
+            buffer.append(byte: UInt8(ascii: "{"))
             frames.append(.object(count: 0))
         }
         return KeyedEncodingContainer(KeyedWriter<Key>(writer: self))
@@ -131,7 +107,7 @@ final class JSONWriter: Encoder {
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
         if frames.count == valueBase {
-            bytes.append(UInt8(ascii: "["))
+            buffer.append(byte: UInt8(ascii: "["))
             frames.append(.array(count: 0))
         }
         return UnkeyedWriter(writer: self)
@@ -143,7 +119,7 @@ final class JSONWriter: Encoder {
 
     /// Opens a nested container for a key inside the current one (a frame of its own).
     func openNested(object: Bool) {
-        bytes.append(UInt8(ascii: object ? "{" : "["))
+        buffer.append(byte: UInt8(ascii: object ? "{" : "["))
         frames.append(object ? .object(count: 0) : .array(count: 0))
     }
 }

@@ -33,11 +33,24 @@ public enum ProblemRenderer {
     }
 }
 
-struct ProblemBody: Encodable {
+struct ProblemBody: JSONFields {
     let type: String
     let title: String
     let status: Int
     let detail: String
     let field: String?
     let requestId: String
+
+    /// `field` only when there is one.
+    var jsonFields: [JSONField] {
+        var fields = [
+            JSONField("type", .string(type)),
+            JSONField("title", .string(title)),
+            JSONField("status", .integer(status)),
+            JSONField("detail", .string(detail)),
+        ]
+        if let field { fields.append(JSONField("field", .string(field))) }
+        fields.append(JSONField("request_id", .string(requestId)))
+        return fields
+    }
 }

@@ -20,6 +20,11 @@ public struct Response: Sendable {
         Response(status: status, headers: HTTPHeaders("Content-Type", "application/json"), body: JSON.encode(value))
     }
 
+    /// A JSON response from a value written field by field (the fast path: no `Encoder`).
+    public static func json<T: JSONFields>(_ value: T, status: HTTPStatus = .ok) -> Response {
+        Response(status: status, headers: HTTPHeaders("Content-Type", "application/json"), body: JSON.encode(value))
+    }
+
     /// 204 with no body.
     public static var noContent: Response { Response(status: .noContent) }
 }

@@ -10,14 +10,48 @@ public enum Timestamp {
         var seconds = time_t((microseconds - fractionMicros) / 1_000_000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
+        let year = Int(parts.tm_year) + 1900
+        let digits = min(max(fractionDigits, 0), 6)
+        guard (0...9999).contains(year) else {
+            return wideYear(year, parts, fractionMicros: fractionMicros, fractionDigits: digits)
+        }
+        // Every response carries a few of these: fixed-width digits into one buffer.
+        return String(unsafeUninitializedCapacity: 27) { buffer in
+            var index = 0
+            func put(_ value: Int, width: Int) {
+                var rest = value
+                for position in stride(from: width - 1, through: 0, by: -1) {
+                    buffer[index + position] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+                index += width
+            }
+            func put(_ byte: Unicode.Scalar) {
+                buffer[index] = UInt8(ascii: byte)
+                index += 1
+            }
+            put(year, width: 4); put("-"); put(Int(parts.tm_mon) + 1, width: 2); put("-"); put(Int(parts.tm_mday), width: 2)
+            put("T"); put(Int(parts.tm_hour), width: 2); put(":"); put(Int(parts.tm_min), width: 2); put(":"); put(Int(parts.tm_sec), width: 2)
+            if digits > 0 {
+                put(".")
+                var fraction = Int(fractionMicros)
+                for _ in digits..<6 { fraction /= 10 }
+                put(fraction, width: digits)
+            }
+            put("Z")
+            return index
+        }
+    }
+
+    /// Years outside 0...9999 (never stored by keygate, but representable): as many digits as they need.
+    private static func wideYear(_ year: Int, _ parts: tm, fractionMicros: Int64, fractionDigits: Int) -> String {
+        func pad(_ value: Int, _ width: Int) -> String {
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
-        var text = "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))"
+        var text = "\(pad(year, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2))"
         if fractionDigits > 0 {
-            let fraction = String(fractionMicros)
-            text += "." + String((String(repeating: "0", count: max(0, 6 - fraction.count)) + fraction).prefix(fractionDigits))
+            text += "." + String(pad(Int(fractionMicros), 6).prefix(fractionDigits))
         }
         return text + "Z"
     }

@@ -381,6 +381,10 @@ struct TimestampTests {
         // Before 1970 (schemathesis sent such an expiry; the formatter crashed a worker).
         (-1, 6, "1969-12-31T23:59:59.999999Z"),
         (-28_011_642_100_000, 1, "1969-02-10T18:59:17.9Z"),
+        (-62_135_596_800_000_000, 0, "0001-01-01T00:00:00Z"),
+        // Past year 9999 the year takes the digits it needs.
+        (253_402_300_800_000_000, 6, "10000-01-01T00:00:00.000000Z"),
+        (253_402_300_800_120_000, 2, "10000-01-01T00:00:00.12Z"),
     ])
     func knownInstants(microseconds: Int64, digits: Int, expected: String) {
         #expect(Timestamp.rfc3339(microseconds: microseconds, fractionDigits: digits) == expected)

@@ -26,6 +26,8 @@ public enum FastCGIError: Error, CustomStringConvertible {
 public final class FastCGIResponder {
     private let request: UnsafeMutablePointer<FCGX_Request>
     private let makeRequestID: () -> String
+    /// Whether the current request's params and whole body were read (see `finish`).
+    private var inputRead = false
 
     public init(listenFD: Int32, makeRequestID: @escaping () -> String) throws(FastCGIError) {
         guard FCGX_Init() == 0 else { throw FastCGIError.initializationFailed }
@@ -46,6 +48,7 @@ public final class FastCGIResponder {
     /// Blocks until the next request arrives. Throws when the listener is gone or a stop
     /// signal interrupted the wait.
     public func accept() throws(FastCGIError) {
+        inputRead = false
         guard FCGX_Accept_r(request) >= 0 else { throw FastCGIError.acceptFailed }
     }
 
@@ -62,7 +65,9 @@ public final class FastCGIResponder {
                 cursor += 1
             }
         }
-        return try decoder.finish(readBody: readBody, makeRequestID: makeRequestID)
+        let decoded = try decoder.finish(readBody: readBody, makeRequestID: makeRequestID)
+        inputRead = true
+        return decoded
     }
 
     /// Writes the whole response in one `FCGX_PutStr`.
@@ -78,7 +83,20 @@ public final class FastCGIResponder {
     }
 
     /// Flushes and closes this request's connection (one connection per request).
+    ///
+    /// libfcgi closes with a linger: shutdown(SHUT_WR), then wait until the web server
+    /// closes its end, so that unread input never turns into a reset that could cost the
+    /// server the response. The worker sits idle for that round trip through nginx's
+    /// event loop. When everything nginx sent has been read (params, the whole body and
+    /// the end of stdin) there is nothing to reset, so the connection is closed at once
+    /// (`FCGX_Detach` makes libfcgi skip the linger). Otherwise, e.g. after a 413 that
+    /// left the body unread, libfcgi lingers as usual.
     public func finish() {
+        if inputRead && FCGX_GetChar(request.pointee.in) == -1 {
+            _ = FCGX_Detach(request)
+        } else {
+            request.pointee.detached = 0
+        }
         FCGX_Finish_r(request)
     }
 

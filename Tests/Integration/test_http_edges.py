@@ -1,5 +1,8 @@
 """The HTTP surface of the pool through real nginx over HTTPS, and the FastCGI edge."""
 import os
+import socket
+import struct
+import time
 
 import fcgi
 
@@ -147,3 +150,47 @@ def test_openapi_document_is_served_as_checked_in(stack, client):
         assert r.content == f.read()
     document = json.loads(r.content)
     assert document["openapi"].startswith("3.1") and "/api/v1/admin/api-keys" in document["paths"]
+
+
+def _send_then_probe(stack, params, body=b""):
+    """Sends a whole request (stdin ended), reads until the responder's end of stream,
+    then tries to write one more byte. Returns (status, whether the write was refused):
+    refused means the responder had closed its socket outright; accepted means it was
+    still lingering (reading and discarding until we close)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(stack.socket)
+    try:
+        data = fcgi._record(fcgi.BEGIN_REQUEST, struct.pack(">HB5x", 1, 0))
+        data += fcgi._record(fcgi.PARAMS, fcgi.encode_params(params)) + fcgi._record(fcgi.PARAMS, b"")
+        if body:
+            data += fcgi._record(fcgi.STDIN, body)
+        s.sendall(data + fcgi._record(fcgi.STDIN, b""))
+        received = b""
+        while chunk := s.recv(65536):
+            received += chunk
+        status = int(received.split(b"Status: ", 1)[1][:3])
+        time.sleep(0.1)  # the responder's close has certainly happened by now
+        try:
+            s.sendall(b"x" * 65536)
+            s.sendall(b"x" * 65536)
+            refused = False
+        except (BrokenPipeError, ConnectionResetError):
+            refused = True
+        return status, refused
+    finally:
+        s.close()
+
+
+def test_fully_read_request_is_closed_at_once_without_linger(stack):
+    # Everything nginx sent was read, so the worker closes without waiting for nginx.
+    assert _send_then_probe(stack, fcgi.base_params()) == (200, True)
+    assert _send_then_probe(stack, fcgi.base_params(method="POST", uri="/healthz", CONTENT_LENGTH="3"), b"abc") == (405, True)
+
+
+def test_unread_body_keeps_the_linger_so_the_answer_is_not_reset(stack):
+    # A 413 leaves the body unread: closing then would reset the connection under the
+    # web server. libfcgi's linger stays: the worker drains until the peer closes.
+    big = b"x" * (1024 * 1024 + 1)
+    status, refused = _send_then_probe(stack, fcgi.base_params(method="POST", CONTENT_LENGTH=str(len(big))), big)
+    assert (status, refused) == (413, False)

@@ -1,7 +1,8 @@
 /* The baseline for scripts/bench: the smallest useful libfcgi responder. It forks
  * N workers on one unix socket, like keygate's pool, and answers every request with
- * the same JSON body keygate's /healthz sends. Its workers run under SCHED_BATCH, as
- * keygate's do by default (worker_scheduling), so the two are compared like for like. */
+ * the same JSON body keygate's /healthz sends. It works like keygate's workers, so the
+ * two are compared like for like: SCHED_BATCH (keygate's default worker_scheduling), and
+ * once stdin is read to its end the connection is closed without libfcgi's linger. */
 #define _GNU_SOURCE
 #include <fcgiapp.h>
 #include <sched.h>
@@ -22,6 +23,7 @@ static void serve(int fd) {
         "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}";
     while (FCGX_Accept_r(request) >= 0) {
         FCGX_PutStr(reply, (int)sizeof reply - 1, request->out);
+        if (FCGX_GetChar(request->in) == EOF) { FCGX_Detach(request); } else { request->detached = 0; }
         FCGX_Finish_r(request);
     }
     exit(0);

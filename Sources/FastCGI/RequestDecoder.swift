@@ -196,20 +196,11 @@ public struct RequestDecoder {
     private static func target(_ bytes: UnsafeRawBufferPointer) -> Target {
         guard bytes.first == UInt8(ascii: "/") else { return .malformed }
         guard let mark = bytes.firstIndex(of: UInt8(ascii: "?")) else {
-            return utf8String(bytes).map { .valid(path: $0, query: "") } ?? .invalidUTF8
+            return String(utf8Bytes: bytes).map { .valid(path: $0, query: "") } ?? .invalidUTF8
         }
-        guard let path = utf8String(UnsafeRawBufferPointer(rebasing: bytes[..<mark])),
-              let query = utf8String(UnsafeRawBufferPointer(rebasing: bytes[(mark + 1)...])) else { return .invalidUTF8 }
+        guard let path = String(utf8Bytes: UnsafeRawBufferPointer(rebasing: bytes[..<mark])),
+              let query = String(utf8Bytes: UnsafeRawBufferPointer(rebasing: bytes[(mark + 1)...])) else { return .invalidUTF8 }
         return .valid(path: path, query: query)
-    }
-
-    /// The bytes as a String, or nil when they are not UTF-8. (`String(validating:as:)`
-    /// is generic and not specialised here: it looked up type metadata on every call.)
-    static func utf8String(_ bytes: UnsafeRawBufferPointer) -> String? {
-        let text = String(decoding: bytes, as: UTF8.self)
-        if bytes.allSatisfy({ $0 < 0x80 }) { return text }
-        // Decoding repairs invalid sequences with U+FFFD: valid exactly when nothing changed.
-        return text.utf8.elementsEqual(bytes) ? text : nil
     }
 
     /// CONTENT_LENGTH: empty is no body; otherwise at most 18 decimal digits.

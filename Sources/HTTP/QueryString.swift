@@ -31,7 +31,7 @@ public enum QueryString {
                 bytes.append(byte)
             }
         }
-        return String(validating: bytes, as: UTF8.self)
+        return String(utf8Bytes: bytes)
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

@@ -1,3 +1,4 @@
+import HTTP
 import Storage
 
 /// A `KeyRecord` as the compact bytes a key-cache entry holds (plain data: shared
@@ -120,8 +121,13 @@ struct ByteReader {
         return Array(input[offset..<(offset + Int(count))])
     }
 
+    /// Read in place: no intermediate array per field.
     mutating func string() -> String? {
-        bytes().flatMap { String(validating: $0, as: UTF8.self) }
+        guard let count = integer(), count >= 0, count <= Int64(input.count - offset) else { return nil }
+        defer { offset += Int(count) }
+        return input.withUnsafeBytes { raw in
+            String(utf8Bytes: UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + Int(count))]))
+        }
     }
 
     mutating func strings() -> [String]? {

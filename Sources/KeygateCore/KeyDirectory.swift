@@ -12,6 +12,12 @@ final class KeyDirectory {
     private let ttl: Int64
     private let negativeTTL: Int64
     private let duringOutage: Bool
+    /// Records this worker decoded from cache entries lately, by key hash, with the bytes
+    /// they came from. An entry whose bytes are unchanged decodes to the same record, so
+    /// the copy is reused (decoding ~20 strings and arrays was the largest part of a
+    /// cached key check); changed bytes (an edit, a revocation) are decoded afresh.
+    private var decoded: [[UInt8]: (payload: [UInt8], record: KeyRecord)] = [:]
+    static let decodedCapacity = 128
 
     init(cache: KeyCache?, keys: KeyStore?, configuration: Configuration) {
         self.cache = cache
@@ -31,7 +37,12 @@ final class KeyDirectory {
             if duringOutage || cache.databaseDownSince == nil {
                 switch cache.lookup(hash, now: tick) {
                 case .known(let payload):
-                    if let record = KeyRecordCodec.decode(payload) { return record }
+                    if let recent = decoded[hash], recent.payload == payload { return recent.record }
+                    if let record = KeyRecordCodec.decode(payload) {
+                        if decoded.count >= Self.decodedCapacity { decoded.removeAll(keepingCapacity: true) }
+                        decoded[hash] = (payload, record)
+                        return record
+                    }
                 case .unknown:
                     return nil
                 case .miss:

@@ -40,7 +40,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 
     /// Replaces every field called `name` with one holding `value`.
     public mutating func set(_ name: String, _ value: String) {
-        fields.removeAll { $0.name.caseInsensitiveEquals(name) }
+        if contains(name) { fields.removeAll { $0.name.caseInsensitiveEquals(name) } }
         add(name, value)
     }
 

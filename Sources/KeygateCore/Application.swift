@@ -137,7 +137,7 @@ public struct Application: Sendable {
         }
         // Limited keys see where they stand on every response, refused or not.
         if let decision = context.current.rate {
-            for (name, value) in RequestState.rateHeaders(decision) { response.headers.set(name, value) }
+            RequestState.addRateHeaders(decision, to: &response.headers)
         }
         return (response, routeIndex)
     }

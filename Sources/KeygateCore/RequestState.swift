@@ -1,3 +1,4 @@
+import HTTP
 import SharedMemory
 import Storage
 
@@ -24,9 +25,15 @@ final class RequestState {
 
     /// `RateLimit-*` (IETF draft) and the `X-RateLimit-*` twins most clients know; Reset is
     /// seconds from now in both.
-    static func rateHeaders(_ decision: RateDecision) -> [(String, String)] {
+    /// Where a limited key stands, in the draft-standard and the widespread X- names.
+    /// Only this adds them (no route sets them), so they are added, not replaced.
+    static func addRateHeaders(_ decision: RateDecision, to headers: inout HTTPHeaders) {
         let limit = String(decision.limit), remaining = String(decision.remaining), reset = String(decision.resetSeconds)
-        return [("RateLimit-Limit", limit), ("RateLimit-Remaining", remaining), ("RateLimit-Reset", reset),
-                ("X-RateLimit-Limit", limit), ("X-RateLimit-Remaining", remaining), ("X-RateLimit-Reset", reset)]
+        headers.add("RateLimit-Limit", limit)
+        headers.add("RateLimit-Remaining", remaining)
+        headers.add("RateLimit-Reset", reset)
+        headers.add("X-RateLimit-Limit", limit)
+        headers.add("X-RateLimit-Remaining", remaining)
+        headers.add("X-RateLimit-Reset", reset)
     }
 }

@@ -55,6 +55,7 @@ enum Worker {
         board.setState(pool.slot, .idle)
 
         var served = 0
+        let pid = ProcessControl.currentPID
         while !Signals.isStopRequested {
             do {
                 try responder.accept()
@@ -92,7 +93,7 @@ enum Worker {
                     route: routeIndex.map { $0 < context.routeNames.count ? context.routeNames[$0] : "" } ?? "",
                     path: request.originalURI ?? request.path, status: response.status.code,
                     durationMicroseconds: Int(Clock.monotonicMicroseconds() - started), remoteAddress: request.remoteAddress,
-                    counted: context.current.counted))
+                    counted: context.current.counted), writer: pid)
             }
             served += 1
             if pool.settings.maxRequests > 0 && served >= pool.settings.maxRequests {

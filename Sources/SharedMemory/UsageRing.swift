@@ -121,8 +121,10 @@ public struct UsageRing: @unchecked Sendable {
     // MARK: Producers (workers)
 
     /// Appends `record`; never waits. False when the ring was full (the record is counted as dropped).
+    /// `writer` is the calling process's pid (the reader skips a cell whose writer died
+    /// mid-write); a worker passes the one it read at start, saving a system call per record.
     @discardableResult
-    public func append(_ record: UsageRecord) -> Bool {
+    public func append(_ record: UsageRecord, writer: Int32 = getpid()) -> Bool {
         var position = header.pointee.enqueuePosition.load(ordering: .relaxed)
         while true {
             let index = position & (capacity - 1)
@@ -132,7 +134,7 @@ public struct UsageRing: @unchecked Sendable {
                 let (exchanged, current) = header.pointee.enqueuePosition.weakCompareExchange(
                     expected: position, desired: position + 1, ordering: .relaxed)
                 if exchanged {
-                    cell(index).storeBytes(of: getpid(), toByteOffset: Self.writerOffset, as: Int32.self)
+                    cell(index).storeBytes(of: writer, toByteOffset: Self.writerOffset, as: Int32.self)
                     write(record, into: cell(index))
                     // Publish, unless the reader gave up on this cell meanwhile.
                     if self.sequence(index).pointee.compareExchange(expected: position, desired: position + 1, ordering: .releasing).exchanged {

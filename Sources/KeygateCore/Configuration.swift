@@ -31,6 +31,11 @@ public struct Configuration: Sendable, Equatable {
     public var databaseURL = "host=/run/postgresql dbname=keygate user=keygate"
     /// Straight to PostgreSQL, for migrations and LISTEN (session state); empty = databaseURL.
     public var databaseDirectURL = ""
+    /// The workers keep named prepared statements on the server (the key lookup). Only
+    /// for a database_url straight to PostgreSQL, or a pooler that keeps prepared
+    /// statements (PgBouncer 1.21+ with max_prepared_statements); not PgBouncer 1.18 in
+    /// transaction mode, which hands each transaction to any server connection.
+    public var databasePreparedStatements = false
     /// File holding the database password (never the password itself); empty = none.
     public var databasePasswordFile = ""
     /// Server-side statement timeout in every transaction keygate opens, milliseconds.
@@ -109,6 +114,7 @@ public struct Configuration: Sendable, Equatable {
             ("database_url", databaseURL),
             ("database_direct_url", databaseDirectURL),
             ("database_password_file", databasePasswordFile),
+            ("database_prepared_statements", databasePreparedStatements ? "on" : "off"),
             ("statement_timeout", String(statementTimeoutMilliseconds)),
             ("migrations_dir", migrationsDirectory),
             ("key_prefix", keyPrefix),
@@ -242,6 +248,7 @@ extension Configuration {
         case "database_password_file":
             guard value.isEmpty || value.hasPrefix("/") else { throw fail("expected an absolute path, got '\(value)'") }
             databasePasswordFile = value
+        case "database_prepared_statements": databasePreparedStatements = try flag()
         case "statement_timeout": statementTimeoutMilliseconds = try integer(0...3_600_000)
         case "key_prefix":
             guard (2...16).contains(value.utf8.count), value.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) }) else {

@@ -35,7 +35,8 @@ enum Worker {
         let database: PostgresConnection
         do {
             database = PostgresConnection(connectionString: try configuration.connectionString(direct: false),
-                                          statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds)
+                                          statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds,
+                                          usesPreparedStatements: configuration.databasePreparedStatements)
         } catch {
             logger.error("cannot read the database settings", [("error", String(describing: error))])
             return 1

@@ -6,20 +6,27 @@ internal import CPostgreSQL
 /// One libpq connection, owned by one process (never opened in the pool's master before
 /// fork). It connects lazily, reconnects after the server or pooler went away, and runs
 /// parameterized statements only. Nothing here relies on session state, so it works
-/// through PgBouncer in transaction-pooling mode.
+/// through PgBouncer in transaction-pooling mode, unless `usesPreparedStatements` is
+/// set (for a connection straight to PostgreSQL, or a pooler that keeps prepared
+/// statements): then `query(prepared:_:)` keeps named statements on the server.
 public final class PostgresConnection {
     public let connectionString: String
     /// Applied with `SET LOCAL` in every transaction this connection opens; 0 = none.
     public let statementTimeoutMilliseconds: Int
+    /// Whether `query(prepared:_:)` may keep named prepared statements on the server.
+    public let usesPreparedStatements: Bool
     private var handle: OpaquePointer?
     private var inTransaction = false
+    /// The statements prepared on the current connection (gone with it).
+    private var prepared: Set<String> = []
     /// Connections opened so far. Session state (LISTEN) lives and dies with one of them:
     /// a holder compares this number to know when it must set that state up again.
     public private(set) var connectionCount = 0
 
-    public init(connectionString: String, statementTimeoutMilliseconds: Int = 5_000) {
+    public init(connectionString: String, statementTimeoutMilliseconds: Int = 5_000, usesPreparedStatements: Bool = false) {
         self.connectionString = connectionString
         self.statementTimeoutMilliseconds = statementTimeoutMilliseconds
+        self.usesPreparedStatements = usesPreparedStatements
     }
 
     deinit {
@@ -37,6 +44,7 @@ public final class PostgresConnection {
         if let handle { PQfinish(handle) }
         handle = nil
         inTransaction = false
+        prepared.removeAll()
     }
 
     private func connected() throws(PostgresError) -> OpaquePointer {
@@ -53,6 +61,7 @@ public final class PostgresConnection {
             throw PostgresError(kind: .unavailable, sqlState: nil, message: message)
         }
         handle = fresh
+        prepared.removeAll()
         connectionCount += 1
         return fresh
     }
@@ -69,7 +78,49 @@ public final class PostgresConnection {
         }
     }
 
+    /// Runs `query` as the named prepared statement `name`, prepared on first use on each
+    /// connection: parsed and planned once per connection instead of once per call.
+    /// Without `usesPreparedStatements`, exactly `query(_:)`. `name` must stand for one
+    /// SQL text only.
+    @discardableResult
+    public func query(prepared name: String, _ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        guard usesPreparedStatements else { return try self.query(query) }
+        do {
+            return try executePrepared(name, query)
+        } catch let error where !inTransaction && (error.sqlState == "26000" || (error.kind == .unavailable && error.sqlState == nil)) {
+            // The statement is gone (DISCARD ALL on the server) or the connection broke:
+            // start over once, on a fresh connection when it was the connection.
+            if error.sqlState == nil { disconnect() } else { prepared.remove(name) }
+            return try executePrepared(name, query)
+        }
+    }
+
+    private func executePrepared(_ name: String, _ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        let connection = try connected()
+        if !prepared.contains(name) {
+            do {
+                _ = try consume(PQprepare(connection, name, query.sql, Int32(query.parameters.count), nil), connection: connection)
+            } catch where error.sqlState == "42P05" {
+                // Already prepared on this session (a retry after an unclear failure): use it.
+            }
+            prepared.insert(name)
+        }
+        return try withParameters(query) { count, values in
+            PQexecPrepared(connection, name, count, values, nil, nil, 0)
+        }
+    }
+
     private func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        let connection = try connected()
+        return try withParameters(query) { count, values in
+            PQexecParams(connection, query.sql, count, nil, values, nil, nil, 0)
+        }
+    }
+
+    /// The parameters as the NUL-terminated strings libpq takes, for the duration of `run`.
+    private func withParameters(
+        _ query: PostgresQuery, _ run: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> OpaquePointer?
+    ) throws(PostgresError) -> PostgresRows {
         for (index, parameter) in query.parameters.enumerated() where parameter?.contains(0) == true {
             // Text parameters are C strings: a NUL would silently truncate the value.
             throw PostgresError(kind: .invalidInput, sqlState: "22021", message: "parameter $\(index + 1) contains a NUL byte")
@@ -90,7 +141,7 @@ public final class PostgresConnection {
         defer { for pointer in cStrings { pointer?.deallocate() } }
         let result: OpaquePointer? = cStrings.withUnsafeBufferPointer { values in
             values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constValues in
-                PQexecParams(connection, query.sql, Int32(values.count), nil, constValues.baseAddress, nil, nil, 0)
+                run(Int32(values.count), constValues.baseAddress)
             }
         }
         return try consume(result, connection: connection)

@@ -53,7 +53,15 @@ public final class KeyStore {
     /// The key with this hash (the authentication lookup; uses the unique index). Through
     /// a PL/pgSQL function (migration 0005), whose plan the server connection keeps.
     public func find(hash: [UInt8]) throws(StoreError) -> KeyRecord? {
-        try Self.records(storage { try db.query("SELECT * FROM keygate_key_by_hash(\(PostgresBytes(hash)))") }).first
+        if db.usesPreparedStatements {
+            // A named statement: parsed and planned once per connection.
+            return try Self.records(storage {
+                try db.query(prepared: "keygate_key_by_hash",
+                             "SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE key_hash = \(PostgresBytes(hash))")
+            }).first
+        }
+        // Through a transaction pooler: a function, whose inner plan PostgreSQL caches per server connection.
+        return try Self.records(storage { try db.query("SELECT * FROM keygate_key_by_hash(\(PostgresBytes(hash)))") }).first
     }
 
     public func get(id: String) throws(StoreError) -> KeyRecord? {

@@ -349,6 +349,22 @@ def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stac
     assert stack.status()["restarts"]["crash"] == 0
 
 
+def test_uncached_lookups_with_prepared_statements_straight_to_postgres(stack, api, aux_pool):
+    # A host with the cache off whose workers reach PostgreSQL directly and keep the key
+    # lookup as a prepared statement: every request reads the database, a revocation
+    # applies to the next request, and a lost server connection costs no request.
+    direct = stack.settings()["database_direct_url"]
+    aux_pool(workers=2, key_cache_entries=0, database_url=direct, database_prepared_statements="on")
+    created = api.create_key(scopes=["self"])
+    use_through_every_worker(api, created["key"], base=stack.aux_base, times=10)
+    lookups = "query LIKE '%FROM api_keys WHERE key_hash = $1%' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    assert int(psql(f"SELECT count(*) FROM pg_stat_activity WHERE {lookups}").stdout.strip()) >= 1
+    psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {lookups}")
+    use_through_every_worker(api, created["key"], base=stack.aux_base, times=10)
+    assert api.call("PATCH", f"{ADMIN}/api-keys/{created['id']}", json={"active": False}).status_code == 200
+    assert [own_key(api, created["key"], stack.aux_base).status_code for _ in range(6)] == [401] * 6
+
+
 def test_a_reload_keeps_rate_windows_and_replaces_the_housekeeper(stack, api, aux_pool):
     pool = aux_pool(workers=2)
     key = api.create_key(scopes=["self"], rate_limit_per_minute=3)["key"]

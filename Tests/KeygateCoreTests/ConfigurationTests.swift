@@ -264,7 +264,7 @@ struct ConfigurationTests {
         #expect(rendered["workers"] == "5")
         #expect(rendered["debug_routes"] == "on")
         #expect(rendered["log_level"] == "info")
-        #expect(rendered.count == 32)
+        #expect(rendered.count == 33)
         #expect(rendered["worker_scheduling"] == "batch")
         // Every rendered key is one the file accepts.
         var copy = Configuration()

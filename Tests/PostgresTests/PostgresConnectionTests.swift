@@ -214,6 +214,47 @@ struct PostgresConnectionTests {
         #expect(received.map(\.payload) == ["key-123"])
     }
 
+    @Test("a prepared statement (straight to PostgreSQL) is prepared once per connection and survives DISCARD ALL and a lost connection")
+    func preparedStatements() throws {
+        _ = try databaseURL()
+        guard let direct = directDatabaseURL else {
+            Issue.record("KG_TEST_DIRECT_DATABASE_URL is not set")
+            return
+        }
+        let db = PostgresConnection(connectionString: direct, usesPreparedStatements: true)
+        func double(_ value: Int) throws -> Int? {
+            try db.query(prepared: "keygate_test_double", "SELECT \(value)::int * 2 AS twice").first?.decode("twice", as: Int.self)
+        }
+        #expect(try double(21) == 42)
+        #expect(try double(5) == 10)
+        let statements = try db.query("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = 'keygate_test_double'")
+        #expect(try statements.first?.decode("n", as: Int.self) == 1)
+        // The server forgets it: prepared again, transparently.
+        try db.query("DISCARD ALL")
+        #expect(try double(7) == 14)
+        // The connection dies under it: a fresh connection, prepared again.
+        let pid = try db.query("SELECT pg_backend_pid() AS pid").first?.decode("pid", as: Int.self) ?? 0
+        let killer = PostgresConnection(connectionString: direct)
+        try killer.query("SELECT pg_terminate_backend(\(pid))")
+        usleep(100_000)
+        #expect(try double(8) == 16)
+        // Errors from the statement itself are errors, not retries.
+        do {
+            _ = try db.query(prepared: "keygate_test_overflow", "SELECT (\(Int(Int32.max)))::int + 1 AS n")
+            Issue.record("integer overflow was not reported")
+        } catch {
+            #expect(error.sqlState == "22003")
+        }
+    }
+
+    @Test("without prepared statements, query(prepared:) is a plain statement (nothing kept on the server)")
+    func preparedOff() throws {
+        let db = PostgresConnection(connectionString: try databaseURL())
+        #expect(try db.query(prepared: "keygate_test_plain", "SELECT 3 AS n").first?.decode("n", as: Int.self) == 3)
+        let kept = try db.query("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = 'keygate_test_plain'")
+        #expect(try kept.first?.decode("n", as: Int.self) == 0)
+    }
+
     @Test("an unreachable server is 'unavailable', and the next call reconnects")
     func unreachable() throws {
         let db = PostgresConnection(connectionString: "host=127.0.0.1 port=1 dbname=x connect_timeout=1")

@@ -262,6 +262,18 @@ public final class PostgresConnection {
 
     /// `COPY table (columns) FROM STDIN` in text format: one round trip for many rows.
     public func copy(into table: String, columns: [String], rows: [[PostgresBindable?]]) throws(PostgresError) {
+        var data = PostgresCopyData()
+        for row in rows {
+            for value in row {
+                if let text = value?.postgresText { data.append(text) } else { data.appendNull() }
+            }
+            data.endRow()
+        }
+        try copy(into: table, columns: columns, data: data)
+    }
+
+    /// The same with the rows already in COPY text format.
+    public func copy(into table: String, columns: [String], data: PostgresCopyData) throws(PostgresError) {
         guard Self.isIdentifier(table), columns.allSatisfy(Self.isIdentifier) else {
             throw PostgresError(kind: .invalidInput, sqlState: nil, message: "invalid table or column name")
         }
@@ -274,27 +286,7 @@ public final class PostgresConnection {
             return
         }
         PQclear(start)
-        var data: [UInt8] = []
-        for row in rows {
-            for (index, value) in row.enumerated() {
-                if index > 0 { data.append(0x09) }
-                guard let text = value?.postgresText else {
-                    data.append(contentsOf: Array("\\N".utf8))
-                    continue
-                }
-                for byte in text {
-                    switch byte {
-                    case 0x5c: data.append(contentsOf: [0x5c, 0x5c])
-                    case 0x09: data.append(contentsOf: [0x5c, UInt8(ascii: "t")])
-                    case 0x0a: data.append(contentsOf: [0x5c, UInt8(ascii: "n")])
-                    case 0x0d: data.append(contentsOf: [0x5c, UInt8(ascii: "r")])
-                    default: data.append(byte)
-                    }
-                }
-            }
-            data.append(0x0a)
-        }
-        let sent = data.withUnsafeBufferPointer { buffer in
+        let sent = data.bytes.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { PQputCopyData(connection, $0.baseAddress, Int32($0.count)) }
         }
         guard sent == 1, PQputCopyEnd(connection, nil) == 1 else {

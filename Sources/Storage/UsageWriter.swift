@@ -1,3 +1,4 @@
+import Posix
 import Postgres
 
 /// One request to store in `api_key_usage` (the housekeeper's batches from the ring).
@@ -29,47 +30,86 @@ public struct UsageRow: Sendable, Equatable {
 }
 
 /// Stores usage batches: the request rows, each key's `last_used_at`,
-/// `last_used_endpoint` and `request_count`, and the per-day quota counts, in one
-/// statement (so one round trip and all or nothing).
+/// `last_used_endpoint` and `request_count`, and the per-day quota counts. Run inside one
+/// transaction (all or nothing).
+///
+/// The rows go in with `COPY` (PostgreSQL's cheapest way in: no arrays to parse, no
+/// expressions per row), and what is per key or per key and day is summed here, so the
+/// one statement after it touches a row per key rather than sorting and grouping the
+/// batch. Storing usage is the largest cost of a cached key check after the request
+/// itself (docs/benchmarks.md).
 public enum UsageWriter {
     public static func write(_ rows: [UsageRow], on db: PostgresConnection) throws(StoreError) {
         guard !rows.isEmpty else { return }
-        let keyIDs = rows.map(\.keyID)
-        let times = rows.map { String($0.at) }
-        let methods = rows.map(\.method)
-        let routes = rows.map(\.route)
-        let paths = rows.map(\.path)
-        let statuses = rows.map { String($0.status) }
-        let durations = rows.map { String($0.responseTimeMicroseconds) }
-        let addresses = rows.map { $0.remoteAddress ?? "" }
-        let counted = rows.map { $0.counted ? "t" : "f" }
+        let summary = Summary(rows)
         try storage {
+            var data = PostgresCopyData(capacity: rows.count * 160)
+            for row in rows {
+                data.append(row.keyID)
+                data.append(Timestamp.rfc3339(microseconds: row.at))
+                data.append(row.method)
+                data.append(row.route)
+                data.append(row.path)
+                data.append(row.status)
+                data.append(row.responseTimeMicroseconds)
+                if let address = row.remoteAddress { data.append(address) } else { data.appendNull() }
+                data.endRow()
+            }
+            try db.copy(into: "api_key_usage",
+                        columns: ["key_id", "at", "method", "route", "path", "status_code", "response_time_us", "remote_addr"],
+                        data: data)
             try db.query("""
-                WITH batch AS (
-                    SELECT * FROM unnest(\(keyIDs)::uuid[], \(times)::bigint[], \(methods)::text[], \(routes)::text[],
-                                         \(paths)::text[], \(statuses)::int[], \(durations)::int[], \(addresses)::text[],
-                                         \(counted)::bool[])
-                        AS b(key_id, at_us, method, route, path, status, duration, remote, counted)
-                ), stored AS (
-                    INSERT INTO api_key_usage (key_id, at, method, route, path, status_code, response_time_us, remote_addr)
-                    SELECT key_id, to_timestamp(at_us / 1000000.0), method, route, path, status, duration, nullif(remote, '')::inet
-                    FROM batch
-                ), used AS (
+                WITH used AS (
                     UPDATE api_keys k
                     SET request_count = k.request_count + u.n,
                         last_used_at = greatest(k.last_used_at, u.last_at),
                         last_used_endpoint = CASE WHEN k.last_used_at IS NULL OR u.last_at >= k.last_used_at
                                                   THEN u.endpoint ELSE k.last_used_endpoint END
-                    FROM (SELECT key_id, count(*) AS n, to_timestamp(max(at_us) / 1000000.0) AS last_at,
-                                 (array_agg(method || ' ' || path ORDER BY at_us DESC))[1] AS endpoint
-                          FROM batch GROUP BY key_id) u
+                    FROM unnest(\(summary.keys)::uuid[], \(summary.counts)::bigint[], \(summary.lastTimes)::timestamptz[],
+                                \(summary.endpoints)::text[]) AS u(key_id, n, last_at, endpoint)
                     WHERE k.id = u.key_id
                 )
                 INSERT INTO api_key_quota_usage (key_id, day, requests)
-                SELECT key_id, (to_timestamp(at_us / 1000000.0) AT TIME ZONE 'UTC')::date, count(*)
-                FROM batch WHERE counted GROUP BY 1, 2
+                SELECT * FROM unnest(\(summary.quotaKeys)::uuid[], \(summary.quotaDays)::date[], \(summary.quotaCounts)::bigint[])
                 ON CONFLICT (key_id, day) DO UPDATE SET requests = api_key_quota_usage.requests + excluded.requests
                 """)
+        }
+    }
+
+    /// A batch summed per key (requests, the latest request and its endpoint) and per key
+    /// and UTC day of the requests that count against quotas; as parallel text arrays.
+    struct Summary {
+        var keys: [String] = [], counts: [String] = [], lastTimes: [String] = [], endpoints: [String] = []
+        var quotaKeys: [String] = [], quotaDays: [String] = [], quotaCounts: [String] = []
+
+        init(_ rows: [UsageRow]) {
+            var perKey: [String: (count: Int, last: UsageRow)] = [:]
+            var perDay: [String: [Int64: Int]] = [:]
+            for row in rows {
+                if let seen = perKey[row.keyID] {
+                    perKey[row.keyID] = (seen.count + 1, row.at >= seen.last.at ? row : seen.last)
+                } else {
+                    perKey[row.keyID] = (1, row)
+                }
+                if row.counted {
+                    // Floor division: the UTC day a microsecond timestamp falls on.
+                    let day = row.at >= 0 ? row.at / 86_400_000_000 : (row.at + 1) / 86_400_000_000 - 1
+                    perDay[row.keyID, default: [:]][day, default: 0] += 1
+                }
+            }
+            for (key, entry) in perKey.sorted(by: { $0.key < $1.key }) {
+                keys.append(key)
+                counts.append(String(entry.count))
+                lastTimes.append(Timestamp.rfc3339(microseconds: entry.last.at))
+                endpoints.append(entry.last.method + " " + entry.last.path)
+            }
+            for (key, days) in perDay.sorted(by: { $0.key < $1.key }) {
+                for (day, count) in days.sorted(by: { $0.key < $1.key }) {
+                    quotaKeys.append(key)
+                    quotaDays.append(String(Timestamp.rfc3339(microseconds: day * 86_400_000_000, fractionDigits: 0).prefix(10)))
+                    quotaCounts.append(String(count))
+                }
+            }
         }
     }
 

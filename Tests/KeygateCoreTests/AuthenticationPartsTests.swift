@@ -1,4 +1,5 @@
 import Testing
+import Posix
 @testable import KeygateCore
 
 @Suite("RFC 3339 parsing")

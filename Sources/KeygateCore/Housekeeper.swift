@@ -8,8 +8,9 @@ import SharedMemory
 import Storage
 
 /// The housekeeper process (one per host, supervised by the master like a worker):
-/// - drains the usage ring into `api_key_usage` in batches, with each key's last-used
-///   time, endpoint and request count and the quota counts, in one statement per batch;
+/// - drains the usage ring into `api_key_usage` in batches (`COPY`), with each key's
+///   last-used time, endpoint and request count and the quota counts, one transaction
+///   per batch;
 /// - `LISTEN`s for key changes (on a direct connection: LISTEN is session state, which a
 ///   transaction-pooling PgBouncer does not keep) and drops those keys from this host's
 ///   cache, so a change made on another host takes effect here within moments; when that

@@ -19,11 +19,19 @@ public struct PostgresRows: Sendable, Sequence {
     }
 }
 
-/// One row; values decode on access and say which column was wrong.
+/// One row; values decode on access and say which column was wrong. The accessors are
+/// inlinable so that callers in other modules get them specialised for the type they
+/// decode (unspecialised, every value went through runtime type metadata).
 public struct PostgresRow: Sendable {
-    let columns: [String]
-    let values: [[UInt8]?]
+    @usableFromInline let columns: [String]
+    @usableFromInline let values: [[UInt8]?]
 
+    init(columns: [String], values: [[UInt8]?]) {
+        self.columns = columns
+        self.values = values
+    }
+
+    @usableFromInline
     func raw(_ column: String) throws(PostgresDecodingError) -> [UInt8]? {
         guard let index = columns.firstIndex(of: column) else { throw .missingColumn(column) }
         return values[index]
@@ -33,12 +41,14 @@ public struct PostgresRow: Sendable {
         try raw(column) == nil
     }
 
+    @inlinable
     public func decode<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws(PostgresDecodingError) -> T {
         guard let bytes = try raw(column) else { throw .unexpectedNull(column) }
         guard let value = T(postgresText: bytes) else { throw .invalidValue(column: column, type: "\(T.self)") }
         return value
     }
 
+    @inlinable
     public func decode<T: PostgresDecodable>(_ column: String, as type: T?.Type = T?.self) throws(PostgresDecodingError) -> T? {
         guard let bytes = try raw(column) else { return nil }
         guard let value = T(postgresText: bytes) else { throw .invalidValue(column: column, type: "\(T.self)") }
@@ -67,9 +77,16 @@ public protocol PostgresDecodable {
 
 extension String: PostgresDecodable {
     public init?(postgresText: [UInt8]) {
-        guard let text = String(validating: postgresText, as: UTF8.self) else { return nil }
+        guard let text = utf8Text(postgresText) else { return nil }
         self = text
     }
+}
+
+/// The bytes as a String when they are UTF-8. Not the generic `String(validating:as:)`,
+/// which instantiated type metadata for every value of every row.
+func utf8Text(_ bytes: [UInt8]) -> String? {
+    let text = String(decoding: bytes, as: UTF8.self)
+    return bytes.allSatisfy({ $0 < 0x80 }) || text.utf8.elementsEqual(bytes) ? text : nil
 }
 
 /// Numbers arrive as decimal text.
@@ -146,7 +163,7 @@ extension Array: PostgresDecodable where Element == String {
                 }
                 if current == [78, 85, 76, 76] { return nil } // unquoted NULL
             }
-            guard let text = String(validating: current, as: UTF8.self) else { return nil }
+            guard let text = utf8Text(current) else { return nil }
             elements.append(text)
             if index < end {
                 guard postgresText[index] == UInt8(ascii: ",") else { return nil }

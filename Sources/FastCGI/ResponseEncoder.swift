@@ -10,7 +10,7 @@ public enum ResponseEncoder {
         var out: [UInt8] = []
         out.reserveCapacity(160 + requestID.utf8.count + (omitBody ? 0 : response.body.count))
         append("Status: ", to: &out)
-        appendDecimal(response.status.code, to: &out)
+        out.appendDecimal(response.status.code)
         out.append(UInt8(ascii: " "))
         append(response.status.reason, to: &out)
         endLine(&out)
@@ -30,7 +30,7 @@ public enum ResponseEncoder {
         // API answers (keys, metadata) must never sit in a shared cache unless a route says so.
         if !hasCacheControl { append("Cache-Control: no-store\r\n", to: &out) }
         append("Content-Length: ", to: &out)
-        appendDecimal(response.body.count, to: &out)
+        out.appendDecimal(response.body.count)
         endLine(&out)
         append("X-Request-Id: ", to: &out)
         append(requestID, to: &out)
@@ -51,27 +51,6 @@ public enum ResponseEncoder {
     private static func endLine(_ out: inout [UInt8]) {
         out.append(13)
         out.append(10)
-    }
-
-    /// Non-negative decimal without a temporary String (status codes, lengths).
-    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        guard value > 0 else {
-            out.append(UInt8(ascii: "0"))
-            return
-        }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        var rest = value
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            while rest > 0 {
-                buffer[19 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-                count += 1
-            }
-            out.append(contentsOf: buffer[(20 - count)...])
-        }
     }
 
     private static func containsLineBreak(_ text: String) -> Bool {

@@ -17,22 +17,7 @@ public struct JSONBuffer {
     }
 
     public mutating func appendInteger(_ value: Int) {
-        // Digits into a fixed buffer, right to left: no temporary String.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes ≥ "-9223372036854775808"
-        var magnitude = value.magnitude
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            repeat {
-                buffer[23 - count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-                count += 1
-            } while magnitude > 0
-            if value < 0 {
-                buffer[23 - count] = UInt8(ascii: "-")
-                count += 1
-            }
-            bytes.append(contentsOf: buffer[(24 - count)...])
-        }
+        bytes.appendDecimal(value)
     }
 
     /// A JSON string: quotes, and escapes for `"`, `\` and control characters.
@@ -96,5 +81,27 @@ public struct JSONBuffer {
 
     private static func hexDigit(_ nibble: UInt8) -> UInt8 {
         nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// `value` in decimal ASCII, without a temporary String (JSON numbers, status codes,
+    /// lengths: every response writes a few).
+    public mutating func appendDecimal(_ value: Int) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes ≥ "-9223372036854775808"
+        var magnitude = value.magnitude
+        var count = 0
+        Swift.withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[23 - count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude > 0
+            if value < 0 {
+                buffer[23 - count] = UInt8(ascii: "-")
+                count += 1
+            }
+            append(contentsOf: buffer[(24 - count)...])
+        }
     }
 }

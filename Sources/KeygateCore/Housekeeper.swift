@@ -54,14 +54,8 @@ final class Housekeeper {
 
     static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, host: HostState) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "housekeeper")
-        configuration.workerScheduling.apply(logger: logger)
-        do {
-            // Same stop signal handling as a worker; it never accepts on the listening socket.
-            try Signals.installWorkerStop(listenFD: listenFD)
-        } catch {
-            logger.error("cannot install signal handlers", [("error", String(describing: error))])
-            return 1
-        }
+        // Same start as a worker; it never accepts on the listening socket.
+        guard Worker.prepareChild(listenFD: listenFD, configuration: configuration, logger: logger) else { return 1 }
         let database: PostgresConnection, listener: PostgresConnection
         do {
             let direct = try configuration.connectionString(direct: true)

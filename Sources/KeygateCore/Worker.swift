@@ -17,13 +17,7 @@ enum Worker {
                     openAPIDocument: [UInt8]?, host: HostState) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "worker")
         let board = pool.scoreboard
-        configuration.workerScheduling.apply(logger: logger)
-        do {
-            try Signals.installWorkerStop(listenFD: listenFD)
-        } catch {
-            logger.error("cannot install signal handlers", [("error", String(describing: error))])
-            return 1
-        }
+        guard prepareChild(listenFD: listenFD, configuration: configuration, logger: logger) else { return 1 }
         let responder: FastCGIResponder
         do {
             responder = try FastCGIResponder(listenFD: listenFD, makeRequestID: makeRequestID)
@@ -104,6 +98,19 @@ enum Worker {
         }
         board.setState(pool.slot, .stopping)
         return 0
+    }
+
+    /// What every child of the pool does first (the housekeeper too): its scheduling
+    /// policy, then the stop signals. False when the signals cannot be installed.
+    static func prepareChild(listenFD: Int32, configuration: Configuration, logger: Logger) -> Bool {
+        configuration.workerScheduling.apply(logger: logger)
+        do {
+            try Signals.installWorkerStop(listenFD: listenFD)
+            return true
+        } catch {
+            logger.error("cannot install signal handlers", [("error", String(describing: error))])
+            return false
+        }
     }
 
     static func makeRequestID() -> String {

@@ -96,6 +96,7 @@ public final class PostgresConnection {
     }
 
     private func executePrepared(_ name: String, _ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        try Self.checkParameters(query)
         let connection = try connected()
         if !prepared.contains(name) {
             do {
@@ -105,27 +106,30 @@ public final class PostgresConnection {
             }
             prepared.insert(name)
         }
-        return try withParameters(query) { count, values in
+        return try withParameters(query, on: connection) { count, values in
             PQexecPrepared(connection, name, count, values, nil, nil, 0)
         }
     }
 
     private func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        try Self.checkParameters(query)
         let connection = try connected()
-        return try withParameters(query) { count, values in
+        return try withParameters(query, on: connection) { count, values in
             PQexecParams(connection, query.sql, count, nil, values, nil, nil, 0)
+        }
+    }
+
+    /// Text parameters are C strings: a NUL would silently truncate the value.
+    private static func checkParameters(_ query: PostgresQuery) throws(PostgresError) {
+        for (index, parameter) in query.parameters.enumerated() where parameter?.contains(0) == true {
+            throw PostgresError(kind: .invalidInput, sqlState: "22021", message: "parameter $\(index + 1) contains a NUL byte")
         }
     }
 
     /// The parameters as the NUL-terminated strings libpq takes, for the duration of `run`.
     private func withParameters(
-        _ query: PostgresQuery, _ run: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> OpaquePointer?
+        _ query: PostgresQuery, on connection: OpaquePointer, _ run: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> OpaquePointer?
     ) throws(PostgresError) -> PostgresRows {
-        for (index, parameter) in query.parameters.enumerated() where parameter?.contains(0) == true {
-            // Text parameters are C strings: a NUL would silently truncate the value.
-            throw PostgresError(kind: .invalidInput, sqlState: "22021", message: "parameter $\(index + 1) contains a NUL byte")
-        }
-        let connection = try connected()
         let cStrings: [UnsafeMutablePointer<CChar>?] = query.parameters.map { parameter in
             parameter.map { bytes in
                 let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)

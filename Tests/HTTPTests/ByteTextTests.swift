@@ -16,3 +16,13 @@ struct UTF8TextTests {
         #expect(String(utf8Bytes: bytes) == nil)
     }
 }
+
+@Suite("[UInt8].appendDecimal")
+struct DecimalBytesTests {
+    @Test("decimal ASCII like String(value), at the edges too", arguments: [0, 7, 10, 404, -1, -42, Int.max, Int.min])
+    func decimal(value: Int) {
+        var bytes: [UInt8] = [UInt8(ascii: "x")]
+        bytes.appendDecimal(value)
+        #expect(String(decoding: bytes, as: UTF8.self) == "x" + String(value))
+    }
+}

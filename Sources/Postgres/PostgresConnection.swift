@@ -60,10 +60,22 @@ public final class PostgresConnection {
             PQfinish(fresh)
             throw PostgresError(kind: .unavailable, sqlState: nil, message: message)
         }
+        do { try ensureISODates(fresh) } catch {
+            PQfinish(fresh)
+            throw error
+        }
         handle = fresh
         prepared.removeAll()
         connectionCount += 1
         return fresh
+    }
+
+    /// Timestamps are read in the ISO output style (`PostgresTimestamp`). A server or role
+    /// set to another style gets ISO for this session; PgBouncer keeps a client's DateStyle
+    /// on every server connection it lends it (it is one of the parameters it tracks).
+    private func ensureISODates(_ connection: OpaquePointer) throws(PostgresError) {
+        guard let style = PQparameterStatus(connection, "DateStyle"), !String(cString: style).hasPrefix("ISO") else { return }
+        _ = try consume(PQexec(connection, "SET DateStyle = ISO"), connection: connection)
     }
 
     /// Runs one statement. Outside a transaction, a statement that failed only because a
@@ -93,6 +105,13 @@ public final class PostgresConnection {
             if error.sqlState == nil { disconnect() } else { prepared.remove(name) }
             return try executePrepared(name, query)
         }
+    }
+
+    /// Runs `statement` with `parameters` bound to its placeholders in order: prepared as
+    /// with `query(prepared:_:)`.
+    @discardableResult
+    public func query(_ statement: PostgresStatement, _ parameters: any PostgresBindable...) throws(PostgresError) -> PostgresRows {
+        try query(prepared: statement.name, PostgresQuery(sql: statement.sql, parameters: parameters.map(\.postgresText)))
     }
 
     private func executePrepared(_ name: String, _ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
@@ -176,24 +195,22 @@ public final class PostgresConnection {
         let columnCount = Int(PQnfields(result))
         let rowCount = Int(PQntuples(result))
         let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
-        var values: [[[UInt8]?]] = []
-        values.reserveCapacity(rowCount)
-        for row in 0..<rowCount {
-            var cells: [[UInt8]?] = []
-            cells.reserveCapacity(columnCount)
-            for column in 0..<columnCount {
-                if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
-                    cells.append(nil)
-                } else {
-                    let length = Int(PQgetlength(result, Int32(row), Int32(column)))
-                    let pointer = PQgetvalue(result, Int32(row), Int32(column))
-                    cells.append(pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: length)) } ?? [])
+        var bytes: [UInt8] = []
+        var spans: [PostgresRows.Span] = []
+        spans.reserveCapacity(rowCount * columnCount)
+        for row in 0..<Int32(rowCount) {
+            for column in 0..<Int32(columnCount) {
+                guard PQgetisnull(result, row, column) == 0, let pointer = PQgetvalue(result, row, column) else {
+                    spans.append(PostgresRows.Span(start: 0, count: -1))
+                    continue
                 }
+                let length = PQgetlength(result, row, column)
+                spans.append(PostgresRows.Span(start: bytes.count, count: length))
+                bytes.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: Int(length)))
             }
-            values.append(cells)
         }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
-        return PostgresRows(columns: columns, values: values, affectedRows: affected)
+        return PostgresRows(columns: columns, bytes: bytes, spans: spans, affectedRows: affected)
     }
 
     /// Runs a trusted multi-statement script (migrations) with the simple query protocol:

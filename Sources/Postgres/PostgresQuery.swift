@@ -60,11 +60,12 @@ public struct PostgresBytes: PostgresBindable, Sendable, Equatable {
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     public var postgresText: [UInt8]? {
-        let digits = Array("0123456789abcdef".utf8)
+        func digit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }
         var out: [UInt8] = [UInt8(ascii: "\\"), UInt8(ascii: "x")]
+        out.reserveCapacity(2 + 2 * bytes.count)
         for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
+            out.append(digit(byte >> 4))
+            out.append(digit(byte & 0x0f))
         }
         return out
     }
@@ -90,6 +91,11 @@ public struct PostgresQuery: ExpressibleByStringInterpolation, Sendable {
     public init(unsafeSQL sql: String) {
         self.sql = sql
         self.parameters = []
+    }
+
+    init(sql: String, parameters: [[UInt8]?]) {
+        self.sql = sql
+        self.parameters = parameters
     }
 
     public init(stringLiteral value: String) {
@@ -127,5 +133,19 @@ public struct PostgresQuery: ExpressibleByStringInterpolation, Sendable {
         public mutating func appendInterpolation(unsafeSQL fragment: String) {
             sql += fragment
         }
+    }
+}
+
+/// A statement whose SQL is fixed (a static, built once) and whose `$1…` placeholders are
+/// bound per call: a hot path does not rebuild its text for every request. Run with
+/// `PostgresConnection.query(_:_:)`, which keeps it prepared under `name` where the
+/// connection allows prepared statements.
+public struct PostgresStatement: Sendable {
+    public let name: String
+    public let sql: String
+
+    public init(name: String, unsafeSQL sql: String) {
+        self.name = name
+        self.sql = sql
     }
 }

@@ -1,20 +1,38 @@
-/// A query result, fully read: column names and text-format values.
+/// A query result, fully read: column names and text-format values. The values of every
+/// row sit back to back in one byte buffer with one span per cell, so a result costs three
+/// allocations, not one per cell (a key lookup returns some twenty cells per request).
 public struct PostgresRows: Sendable, Sequence {
     public let columns: [String]
-    /// Values by row then column; nil is SQL NULL.
-    public let values: [[[UInt8]?]]
+    @usableFromInline let bytes: [UInt8]
+    /// Per cell, row by row: where its bytes start and how many; NULL has count -1.
+    @usableFromInline let spans: [Span]
     /// Rows the command touched (INSERT/UPDATE/DELETE), from PQcmdTuples.
     public let affectedRows: Int
 
-    public var count: Int { values.count }
-    public var first: PostgresRow? { values.isEmpty ? nil : PostgresRow(columns: columns, values: values[0]) }
+    @usableFromInline
+    struct Span: Sendable {
+        @usableFromInline let start: Int
+        @usableFromInline let count: Int32
+        init(start: Int, count: Int32) { self.start = start; self.count = count }
+    }
+
+    init(columns: [String], bytes: [UInt8], spans: [Span], affectedRows: Int) {
+        self.columns = columns
+        self.bytes = bytes
+        self.spans = spans
+        self.affectedRows = affectedRows
+    }
+
+    public var count: Int { columns.isEmpty ? 0 : spans.count / columns.count }
+    public var first: PostgresRow? { count == 0 ? nil : PostgresRow(rows: self, row: 0) }
 
     public func makeIterator() -> AnyIterator<PostgresRow> {
         var index = 0
+        let total = count
         return AnyIterator {
-            guard index < values.count else { return nil }
+            guard index < total else { return nil }
             defer { index += 1 }
-            return PostgresRow(columns: columns, values: values[index])
+            return PostgresRow(rows: self, row: index)
         }
     }
 }
@@ -23,18 +41,21 @@ public struct PostgresRows: Sendable, Sequence {
 /// inlinable so that callers in other modules get them specialised for the type they
 /// decode (unspecialised, every value went through runtime type metadata).
 public struct PostgresRow: Sendable {
-    @usableFromInline let columns: [String]
-    @usableFromInline let values: [[UInt8]?]
+    @usableFromInline let rows: PostgresRows
+    @usableFromInline let base: Int
 
-    init(columns: [String], values: [[UInt8]?]) {
-        self.columns = columns
-        self.values = values
+    init(rows: PostgresRows, row: Int) {
+        self.rows = rows
+        base = row * rows.columns.count
     }
 
+    /// The cell's bytes (a slice of the result's buffer), nil for NULL.
     @usableFromInline
-    func raw(_ column: String) throws(PostgresDecodingError) -> [UInt8]? {
-        guard let index = columns.firstIndex(of: column) else { throw .missingColumn(column) }
-        return values[index]
+    func raw(_ column: String) throws(PostgresDecodingError) -> ArraySlice<UInt8>? {
+        guard let index = rows.columns.firstIndex(of: column) else { throw .missingColumn(column) }
+        let span = rows.spans[base + index]
+        guard span.count >= 0 else { return nil }
+        return rows.bytes[span.start..<span.start + Int(span.count)]
     }
 
     public func isNull(_ column: String) throws(PostgresDecodingError) -> Bool {
@@ -72,11 +93,11 @@ public enum PostgresDecodingError: Error, CustomStringConvertible, Equatable {
 
 /// A type readable from PostgreSQL's text output format.
 public protocol PostgresDecodable {
-    init?(postgresText: [UInt8])
+    init?(postgresText: ArraySlice<UInt8>)
 }
 
 extension String: PostgresDecodable {
-    public init?(postgresText: [UInt8]) {
+    public init?(postgresText: ArraySlice<UInt8>) {
         guard let text = utf8Text(postgresText) else { return nil }
         self = text
     }
@@ -84,7 +105,7 @@ extension String: PostgresDecodable {
 
 /// The bytes as a String when they are UTF-8. Not the generic `String(validating:as:)`,
 /// which instantiated type metadata for every value of every row.
-func utf8Text(_ bytes: [UInt8]) -> String? {
+func utf8Text(_ bytes: ArraySlice<UInt8>) -> String? {
     let text = String(decoding: bytes, as: UTF8.self)
     return bytes.allSatisfy({ $0 < 0x80 }) || text.utf8.elementsEqual(bytes) ? text : nil
 }
@@ -93,21 +114,51 @@ func utf8Text(_ bytes: [UInt8]) -> String? {
 public protocol PostgresDecimalDecodable: PostgresDecodable, LosslessStringConvertible {}
 
 extension PostgresDecimalDecodable {
-    public init?(postgresText: [UInt8]) {
+    public init?(postgresText: ArraySlice<UInt8>) {
         guard let value = Self(String(decoding: postgresText, as: UTF8.self)) else { return nil }
         self = value
     }
 }
 
-extension Int: PostgresDecimalDecodable {}
-extension Int64: PostgresDecimalDecodable {}
+/// Integers are read digit by digit (no String in between): a key record has a dozen.
+public protocol PostgresIntegerDecodable: PostgresDecodable, FixedWidthInteger {}
+
+extension PostgresIntegerDecodable {
+    public init?(postgresText: ArraySlice<UInt8>) {
+        guard let value = decimalInteger(postgresText).flatMap({ Self(exactly: $0) }) else { return nil }
+        self = value
+    }
+}
+
+/// `-?[0-9]+` as an Int64; nil when malformed or out of range.
+func decimalInteger(_ text: ArraySlice<UInt8>) -> Int64? {
+    var index = text.startIndex
+    let negative = index < text.endIndex && text[index] == UInt8(ascii: "-")
+    if negative { index += 1 }
+    guard index < text.endIndex else { return nil }
+    var value: Int64 = 0
+    while index < text.endIndex {
+        let digit = text[index] &- 0x30
+        guard digit < 10 else { return nil }
+        let (shifted, overflowA) = value.multipliedReportingOverflow(by: 10)
+        let (next, overflowB) = negative ? shifted.subtractingReportingOverflow(Int64(digit)) : shifted.addingReportingOverflow(Int64(digit))
+        guard !overflowA, !overflowB else { return nil }
+        value = next
+        index += 1
+    }
+    return value
+}
+
+extension Int: PostgresIntegerDecodable {}
+extension Int64: PostgresIntegerDecodable {}
 extension Double: PostgresDecimalDecodable {}
 
 extension Bool: PostgresDecodable {
-    public init?(postgresText: [UInt8]) {
-        switch postgresText {
-        case [UInt8(ascii: "t")]: self = true
-        case [UInt8(ascii: "f")]: self = false
+    public init?(postgresText: ArraySlice<UInt8>) {
+        guard postgresText.count == 1, let byte = postgresText.first else { return nil }
+        switch byte {
+        case UInt8(ascii: "t"): self = true
+        case UInt8(ascii: "f"): self = false
         default: return nil
         }
     }
@@ -115,9 +166,9 @@ extension Bool: PostgresDecodable {
 
 extension PostgresBytes: PostgresDecodable {
     /// bytea in hex output format: `\x0a1b…`.
-    public init?(postgresText: [UInt8]) {
-        guard postgresText.count >= 2, postgresText[0] == UInt8(ascii: "\\"), postgresText[1] == UInt8(ascii: "x"),
-              postgresText.count % 2 == 0 else { return nil }
+    public init?(postgresText: ArraySlice<UInt8>) {
+        let text = Array(postgresText)
+        guard text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x"), text.count % 2 == 0 else { return nil }
         func nibble(_ byte: UInt8) -> UInt8? {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
@@ -127,9 +178,10 @@ extension PostgresBytes: PostgresDecodable {
             }
         }
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.count / 2 - 1)
         var index = 2
-        while index < postgresText.count {
-            guard let high = nibble(postgresText[index]), let low = nibble(postgresText[index + 1]) else { return nil }
+        while index < text.count {
+            guard let high = nibble(text[index]), let low = nibble(text[index + 1]) else { return nil }
             bytes.append(high << 4 | low)
             index += 2
         }
@@ -138,16 +190,17 @@ extension PostgresBytes: PostgresDecodable {
 }
 
 extension Array: PostgresDecodable where Element == String {
-    /// A one-dimensional text[] in output format: `{a,"b c",NULL}` (NULL elements are refused).
-    public init?(postgresText: [UInt8]) {
+    /// A one-dimensional array in output format, as text: `{a,"b c"}` (NULL elements are
+    /// refused). Also for cidr[] and other types whose elements print as text.
+    public init?(postgresText: ArraySlice<UInt8>) {
         guard postgresText.first == UInt8(ascii: "{"), postgresText.last == UInt8(ascii: "}") else { return nil }
         var elements: [String] = []
-        var index = 1
-        let end = postgresText.count - 1
+        var index = postgresText.startIndex + 1
+        let end = postgresText.endIndex - 1
         if index == end { self = []; return }
         while index < end {
-            var current: [UInt8] = []
             if postgresText[index] == UInt8(ascii: "\"") {
+                var current: [UInt8] = []
                 index += 1
                 while index < end && postgresText[index] != UInt8(ascii: "\"") {
                     if postgresText[index] == UInt8(ascii: "\\") { index += 1 }
@@ -156,15 +209,16 @@ extension Array: PostgresDecodable where Element == String {
                     index += 1
                 }
                 index += 1 // closing quote
+                guard let text = utf8Text(current[...]) else { return nil }
+                elements.append(text)
             } else {
-                while index < end && postgresText[index] != UInt8(ascii: ",") {
-                    current.append(postgresText[index])
-                    index += 1
-                }
-                if current == [78, 85, 76, 76] { return nil } // unquoted NULL
+                let start = index
+                while index < end && postgresText[index] != UInt8(ascii: ",") { index += 1 }
+                let element = postgresText[start..<index]
+                if element.elementsEqual("NULL".utf8) { return nil } // unquoted NULL
+                guard let text = utf8Text(element) else { return nil }
+                elements.append(text)
             }
-            guard let text = utf8Text(current) else { return nil }
-            elements.append(text)
             if index < end {
                 guard postgresText[index] == UInt8(ascii: ",") else { return nil }
                 index += 1
@@ -174,8 +228,9 @@ extension Array: PostgresDecodable where Element == String {
     }
 }
 
-/// `timestamptz` as microseconds since the Unix epoch, parsed from the text output
-/// (`2026-11-21 05:12:19.123456+00`, any offset, with or without fraction).
+/// `timestamptz` as microseconds since the Unix epoch, parsed from the text output in
+/// the ISO date style (`2026-11-21 05:12:19.123456+00`, any offset, with or without
+/// fraction). Connections make sure of that style (see `PostgresConnection`).
 public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, Equatable, Comparable {
     public let microseconds: Int64
 
@@ -183,7 +238,7 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.microseconds < rhs.microseconds }
 
-    public init?(postgresText: [UInt8]) {
+    public init?(postgresText: ArraySlice<UInt8>) {
         let text = Array(postgresText)
         func number(_ range: Range<Int>) -> Int? {
             guard range.upperBound <= text.count else { return nil }
@@ -194,7 +249,8 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
             }
             return value
         }
-        guard text.count >= 22, let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+        guard text.count >= 22, text[4] == UInt8(ascii: "-"), text[7] == UInt8(ascii: "-"), text[10] == UInt8(ascii: " "),
+              let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
               let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19) else { return nil }
         var index = 19
         var fraction = 0
@@ -210,12 +266,18 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
         guard index < text.count, text[index] == UInt8(ascii: "+") || text[index] == UInt8(ascii: "-") else { return nil }
         let sign = text[index] == UInt8(ascii: "-") ? -1 : 1
         guard let offsetHours = number(index + 1..<index + 3) else { return nil }
-        var offsetMinutes = 0
-        if index + 3 < text.count, text[index + 3] == UInt8(ascii: ":"), let minutes = number(index + 4..<index + 6) {
-            offsetMinutes = minutes
+        index += 3
+        // Then optionally :mm and :ss (historical zone offsets have seconds), and nothing
+        // else: a " BC" or a six-digit year is refused rather than misread.
+        var offset = offsetHours * 3600
+        for scale in [60, 1] where index < text.count {
+            guard text[index] == UInt8(ascii: ":"), let part = number(index + 1..<index + 3) else { return nil }
+            offset += part * scale
+            index += 3
         }
+        guard index == text.count else { return nil }
         let days = Self.daysFromCivil(year: year, month: month, day: day)
-        let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second - sign * (offsetHours * 3600 + offsetMinutes * 60)
+        let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second - sign * offset
         microseconds = Int64(seconds) * 1_000_000 + Int64(fraction)
     }
 

@@ -22,6 +22,16 @@ private func databaseURL() throws -> String {
     return url
 }
 
+/// The same database straight to PostgreSQL (LISTEN, prepared statements, startup options).
+private func directURL() throws -> String {
+    _ = try databaseURL()
+    guard let direct = directDatabaseURL else {
+        Issue.record("KG_TEST_DIRECT_DATABASE_URL is not set")
+        throw NoDatabase()
+    }
+    return direct
+}
+
 private func withConnection(_ body: (PostgresConnection) throws -> Void) throws {
     try body(PostgresConnection(connectionString: try databaseURL()))
 }
@@ -198,10 +208,7 @@ struct PostgresConnectionTests {
     @Test("LISTEN (straight to PostgreSQL) receives a NOTIFY sent through PgBouncer")
     func listenNotify() throws {
         let url = try databaseURL()
-        guard let direct = directDatabaseURL else {
-            Issue.record("KG_TEST_DIRECT_DATABASE_URL is not set")
-            return
-        }
+        let direct = try directURL()
         let listener = PostgresConnection(connectionString: direct)
         let sender = PostgresConnection(connectionString: url)
         try listener.listen("keygate_test")
@@ -216,11 +223,7 @@ struct PostgresConnectionTests {
 
     @Test("a prepared statement (straight to PostgreSQL) is prepared once per connection and survives DISCARD ALL and a lost connection")
     func preparedStatements() throws {
-        _ = try databaseURL()
-        guard let direct = directDatabaseURL else {
-            Issue.record("KG_TEST_DIRECT_DATABASE_URL is not set")
-            return
-        }
+        let direct = try directURL()
         let db = PostgresConnection(connectionString: direct, usesPreparedStatements: true)
         func double(_ value: Int) throws -> Int? {
             try db.query(prepared: "keygate_test_double", "SELECT \(value)::int * 2 AS twice").first?.decode("twice", as: Int.self)
@@ -247,6 +250,33 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("a PostgresStatement binds its placeholders per call and is prepared once per connection")
+    func statements() throws {
+        let direct = try directURL()
+        let statement = PostgresStatement(name: "keygate_test_sum", unsafeSQL: "SELECT $1::int + $2::int AS sum, $3::text AS label")
+        for db in [PostgresConnection(connectionString: direct, usesPreparedStatements: true),
+                   PostgresConnection(connectionString: try databaseURL())] {
+            for (a, b) in [(1, 2), (40, 2)] {
+                let row = try #require(try db.query(statement, a, b, "it's").first)
+                #expect(try row.decode("sum", as: Int.self) == a + b)
+                #expect(try row.decode("label", as: String.self) == "it's")
+            }
+            let kept = try db.query("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = 'keygate_test_sum'")
+            #expect(try kept.first?.decode("n", as: Int.self) == (db.usesPreparedStatements ? 1 : 0))
+        }
+    }
+
+    @Test("a server set to another DateStyle still gives timestamps the connection can read")
+    func dateStyle() throws {
+        let direct = try directURL()
+        for style in ["German", "SQL,DMY", "Postgres,MDY"] {
+            let db = PostgresConnection(connectionString: direct + " options='-c DateStyle=\(style)'")
+            let row = try #require(try db.query("SELECT '2026-11-21 05:12:19.123456+00'::timestamptz AS ts, current_setting('DateStyle') AS style").first)
+            #expect(try row.decode("ts", as: PostgresTimestamp.self).microseconds == 1_795_237_939_123_456, "\(style)")
+            #expect(try row.decode("style", as: String.self).hasPrefix("ISO"), "\(style)")
+        }
+    }
+
     @Test("without prepared statements, query(prepared:) is a plain statement (nothing kept on the server)")
     func preparedOff() throws {
         let db = PostgresConnection(connectionString: try databaseURL())
@@ -265,5 +295,52 @@ struct PostgresConnectionTests {
             #expect(error.kind == .unavailable)
         }
         #expect(!db.isConnected)
+    }
+}
+
+@Suite("Text values decode exactly, or not at all")
+struct PostgresTextDecodingTests {
+    private func text(_ string: String) -> ArraySlice<UInt8> { Array(string.utf8)[...] }
+
+    @Test("integers: signs, limits, overflow and junk")
+    func integers() {
+        #expect(Int64(postgresText: text("9223372036854775807")) == Int64.max)
+        #expect(Int64(postgresText: text("-9223372036854775808")) == Int64.min)
+        #expect(Int64(postgresText: text("9223372036854775808")) == nil)
+        #expect(Int64(postgresText: text("-9223372036854775809")) == nil)
+        #expect(Int(postgresText: text("-0")) == 0)
+        #expect(Int(postgresText: text("007")) == 7)
+        for junk in ["", "-", "+1", "1.0", " 1", "1 ", "1e3", "0x10", "١"] {
+            #expect(Int(postgresText: text(junk)) == nil, "\(junk)")
+        }
+        // A slice that does not start at index 0 (cells are slices of one result buffer).
+        let buffer = Array("xx-42yy".utf8)
+        #expect(Int(postgresText: buffer[2..<5]) == -42)
+    }
+
+    @Test("timestamps: offsets with minutes and seconds; other styles and BC refused")
+    func timestamps() {
+        let base: Int64 = 1_795_237_939_123_456 // 2026-11-21 05:12:19.123456 UTC
+        #expect(PostgresTimestamp(postgresText: text("2026-11-21 05:12:19.123456+00"))?.microseconds == base)
+        #expect(PostgresTimestamp(postgresText: text("2026-11-21 10:42:19.123456+05:30"))?.microseconds == base)
+        #expect(PostgresTimestamp(postgresText: text("2026-11-21 04:59:10.123456-00:13:09"))?.microseconds == base)
+        #expect(PostgresTimestamp(postgresText: text("2026-11-21 05:12:19+00"))?.microseconds == base - 123_456)
+        #expect(PostgresTimestamp(postgresText: text("1969-12-31 23:59:59.5+00"))?.microseconds == -500_000)
+        for other in ["21.11.2026 05:12:19.123456 UTC", "11/21/2026 05:12:19.123456 UTC", "Sat Nov 21 05:12:19.123456 2026 UTC",
+                      "0001-01-01 00:00:00+00 BC", "2026-11-21 05:12:19.123456+00 ", "2026-11-21T05:12:19.123456+00", "infinity"] {
+            #expect(PostgresTimestamp(postgresText: text(other)) == nil, "\(other)")
+        }
+        let buffer = Array("|2026-11-21 05:12:19.123456+00|".utf8)
+        #expect(PostgresTimestamp(postgresText: buffer[1..<buffer.count - 1])?.microseconds == base)
+    }
+
+    @Test("arrays from a slice of a larger buffer")
+    func arrays() {
+        let buffer = Array(#"x{a,"b,c",10.0.0.0/8}y"#.utf8)
+        #expect([String](postgresText: buffer[1..<buffer.count - 1]) == ["a", "b,c", "10.0.0.0/8"])
+        #expect([String](postgresText: text("{a,NULL}")) == nil)
+        #expect([String](postgresText: text(#"{"NULL"}"#)) == ["NULL"])
+        #expect(Bool(postgresText: buffer[0..<1]) == nil)
+        #expect(Bool(postgresText: text("t")) == true)
     }
 }

@@ -365,6 +365,34 @@ def test_uncached_lookups_with_prepared_statements_straight_to_postgres(stack, a
     assert [own_key(api, created["key"], stack.aux_base).status_code for _ in range(6)] == [401] * 6
 
 
+@pytest.mark.parametrize("path", ["pgbouncer-function", "direct-prepared"])
+def test_an_uncached_lookup_reads_every_field_as_stored(stack, api, aux_pool, path):
+    # The lookup by hash reads the stored values as PostgreSQL prints them (uuid, cidr[],
+    # timestamptz): a key with every field set must read exactly as the admin route's
+    # query reads it, through the PgBouncer function and as a prepared statement.
+    settings = {"key_cache_entries": 0}
+    if path == "direct-prepared":
+        settings.update(database_url=stack.settings()["database_direct_url"], database_prepared_statements="on")
+    aux_pool(workers=2, **settings)
+    user = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com"}).json()
+    expires = (datetime.now(timezone.utc) + timedelta(days=3, microseconds=123457)).isoformat().replace("+00:00", "Z")
+    old = api.create_key(scopes=["self", "symbols:read"], user_id=user["id"], allowed_paths=["/api/v1/auth/", "/market-data/"],
+                         allowed_ips=["127.0.0.0/8", "::1", "2001:db8::/32", "10.1.2.3"], rate_limit_per_minute=1000,
+                         rate_limit_per_hour=50000, burst=100, quota_daily=10000, quota_monthly=200000, expires_at=expires)
+    new = api.call("POST", f"{ADMIN}/api-keys/{old['id']}/rotate", json={"grace_period_seconds": 3600}).json()
+    for key, record in ((old["key"], old), (new["key"], new)):
+        r = own_key(api, key, stack.aux_base)
+        assert r.status_code == 200, r.text
+        looked_up = r.json()
+        looked_up.pop("quota")
+        stored = api.call("GET", f"{ADMIN}/api-keys/{record['id']}").json()
+        volatile = ("last_used_at", "last_used_endpoint", "request_count", "updated_at")
+        assert {k: v for k, v in looked_up.items() if k not in volatile} == {k: v for k, v in stored.items() if k not in volatile}
+    assert looked_up["rotated_from"] == old["id"] and looked_up["user_id"] == user["id"]
+    assert looked_up["allowed_ips"] == ["127.0.0.0/8", "::1/128", "2001:db8::/32", "10.1.2.3/32"]
+    assert looked_up["expires_at"] == expires[:23] + "Z"  # the API shows milliseconds
+
+
 def test_a_reload_keeps_rate_windows_and_replaces_the_housekeeper(stack, api, aux_pool):
     pool = aux_pool(workers=2)
     key = api.create_key(scopes=["self"], rate_limit_per_minute=3)["key"]

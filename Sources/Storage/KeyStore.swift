@@ -22,10 +22,11 @@ public final class KeyStore {
     /// The authentication lookup, straight to PostgreSQL: a statement prepared once per
     /// connection. Through a transaction pooler: the function of migration 0006, whose
     /// inner plan PostgreSQL keeps per server connection. Neither returns the hash: the
-    /// caller has it.
+    /// caller has it. (The prepared statement's name is new with its SQL: a server session
+    /// that outlived an older keygate may still hold the old one under the old name.)
     static let byHash = PostgresStatement(
-        name: "keygate_key_by_hash", unsafeSQL: "SELECT \(recordColumns) FROM api_keys WHERE key_hash = $1")
-    static let byHashFunction = PostgresStatement(name: "keygate_key_by_hash_call", unsafeSQL: "SELECT * FROM keygate_key_by_hash($1)")
+        name: "keygate_key_lookup", unsafeSQL: "SELECT \(recordColumns) FROM api_keys WHERE key_hash = $1")
+    static let byHashFunction = PostgresStatement(name: "keygate_key_lookup_call", unsafeSQL: "SELECT * FROM keygate_key_lookup($1)")
 
     /// `keyHash` for rows without the key_hash column (the lookup by hash).
     static func record(_ row: PostgresRow, keyHash: [UInt8]? = nil) throws(PostgresDecodingError) -> KeyRecord {

@@ -195,7 +195,12 @@ public final class PostgresConnection {
         let columnCount = Int(PQnfields(result))
         let rowCount = Int(PQntuples(result))
         let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        var total = 0
+        for row in 0..<Int32(rowCount) {
+            for column in 0..<Int32(columnCount) { total += Int(PQgetlength(result, row, column)) }
+        }
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(total)
         var spans: [PostgresRows.Span] = []
         spans.reserveCapacity(rowCount * columnCount)
         for row in 0..<Int32(rowCount) {
@@ -210,7 +215,7 @@ public final class PostgresConnection {
             }
         }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
-        return PostgresRows(columns: columns, bytes: bytes, spans: spans, affectedRows: affected)
+        return PostgresRows(columns: columns, count: rowCount, bytes: bytes, spans: spans, affectedRows: affected)
     }
 
     /// Runs a trusted multi-statement script (migrations) with the simple query protocol:

@@ -1,6 +1,6 @@
 /// A query result, fully read: column names and text-format values. The values of every
-/// row sit back to back in one byte buffer with one span per cell, so a result costs three
-/// allocations, not one per cell (a key lookup returns some twenty cells per request).
+/// row sit back to back in one byte buffer with one span per cell, not in an array per
+/// cell (a key lookup returns some twenty cells per request).
 public struct PostgresRows: Sendable, Sequence {
     public let columns: [String]
     @usableFromInline let bytes: [UInt8]
@@ -8,6 +8,8 @@ public struct PostgresRows: Sendable, Sequence {
     @usableFromInline let spans: [Span]
     /// Rows the command touched (INSERT/UPDATE/DELETE), from PQcmdTuples.
     public let affectedRows: Int
+    /// Rows returned (also for a result without columns).
+    public let count: Int
 
     @usableFromInline
     struct Span: Sendable {
@@ -16,14 +18,13 @@ public struct PostgresRows: Sendable, Sequence {
         init(start: Int, count: Int32) { self.start = start; self.count = count }
     }
 
-    init(columns: [String], bytes: [UInt8], spans: [Span], affectedRows: Int) {
+    init(columns: [String], count: Int, bytes: [UInt8], spans: [Span], affectedRows: Int) {
         self.columns = columns
+        self.count = count
         self.bytes = bytes
         self.spans = spans
         self.affectedRows = affectedRows
     }
-
-    public var count: Int { columns.isEmpty ? 0 : spans.count / columns.count }
     public var first: PostgresRow? { count == 0 ? nil : PostgresRow(rows: self, row: 0) }
 
     public func makeIterator() -> AnyIterator<PostgresRow> {
@@ -230,7 +231,7 @@ extension Array: PostgresDecodable where Element == String {
 
 /// `timestamptz` as microseconds since the Unix epoch, parsed from the text output in
 /// the ISO date style (`2026-11-21 05:12:19.123456+00`, any offset, with or without
-/// fraction). Connections make sure of that style (see `PostgresConnection`).
+/// fraction, years of four to six digits). Connections make sure of that style (see `PostgresConnection`).
 public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, Equatable, Comparable {
     public let microseconds: Int64
 
@@ -249,10 +250,15 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
             }
             return value
         }
-        guard text.count >= 22, text[4] == UInt8(ascii: "-"), text[7] == UInt8(ascii: "-"), text[10] == UInt8(ascii: " "),
-              let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19) else { return nil }
-        var index = 19
+        // The year has four digits or more (timestamptz reaches year 294276; an expiry
+        // given as 9999-12-31T23:30:00-01:00 is stored in year 10000).
+        guard let dash = text.firstIndex(of: UInt8(ascii: "-")), dash >= 4, dash <= 6 else { return nil }
+        let shift = dash - 4
+        guard text.count >= 22 + shift, text[7 + shift] == UInt8(ascii: "-"), text[10 + shift] == UInt8(ascii: " "),
+              let year = number(0..<dash), let month = number(5 + shift..<7 + shift), let day = number(8 + shift..<10 + shift),
+              let hour = number(11 + shift..<13 + shift), let minute = number(14 + shift..<16 + shift),
+              let second = number(17 + shift..<19 + shift) else { return nil }
+        var index = 19 + shift
         var fraction = 0
         if index < text.count && text[index] == UInt8(ascii: ".") {
             index += 1
@@ -268,7 +274,7 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
         guard let offsetHours = number(index + 1..<index + 3) else { return nil }
         index += 3
         // Then optionally :mm and :ss (historical zone offsets have seconds), and nothing
-        // else: a " BC" or a six-digit year is refused rather than misread.
+        // else: a " BC" is refused rather than misread.
         var offset = offsetHours * 3600
         for scale in [60, 1] where index < text.count {
             guard text[index] == UInt8(ascii: ":"), let part = number(index + 1..<index + 3) else { return nil }
@@ -278,7 +284,11 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
         guard index == text.count else { return nil }
         let days = Self.daysFromCivil(year: year, month: month, day: day)
         let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second - sign * offset
-        microseconds = Int64(seconds) * 1_000_000 + Int64(fraction)
+        // PostgreSQL's last years (to 294276) lie beyond Int64 µs since 1970: refused, not a trap.
+        let (scaled, overflow) = Int64(seconds).multipliedReportingOverflow(by: 1_000_000)
+        let (total, carry) = scaled.addingReportingOverflow(Int64(fraction))
+        guard !overflow, !carry else { return nil }
+        microseconds = total
     }
 
     /// Sent as epoch seconds through `to_timestamp`-free text: `1970-01-01 00:00:00+00` form.

@@ -266,6 +266,18 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("timestamps far in the future round-trip through the server")
+    func wideYears() throws {
+        try withConnection { db in
+            for text in ["10000-01-01 00:30:00+00", "9999-12-31 23:59:59.999999+00", "100000-01-01 00:00:00+00"] {
+                let row = try #require(try db.query("SELECT \(text)::timestamptz AS ts").first)
+                let parsed = try row.decode("ts", as: PostgresTimestamp.self)
+                let back = try #require(try db.query("SELECT \(parsed)::timestamptz = \(text)::timestamptz AS same").first)
+                #expect(try back.decode("same", as: Bool.self), "\(text)")
+            }
+        }
+    }
+
     @Test("a server set to another DateStyle still gives timestamps the connection can read")
     func dateStyle() throws {
         let direct = try directURL()
@@ -329,6 +341,13 @@ struct PostgresTextDecodingTests {
         for other in ["21.11.2026 05:12:19.123456 UTC", "11/21/2026 05:12:19.123456 UTC", "Sat Nov 21 05:12:19.123456 2026 UTC",
                       "0001-01-01 00:00:00+00 BC", "2026-11-21 05:12:19.123456+00 ", "2026-11-21T05:12:19.123456+00", "infinity"] {
             #expect(PostgresTimestamp(postgresText: text(other)) == nil, "\(other)")
+        }
+        // Years past 9999 (an expiry of 9999-12-31T23:30:00-01:00 is stored in year 10000).
+        #expect(PostgresTimestamp(postgresText: text("10000-01-01 00:30:00+00"))?.microseconds == 253_402_302_600_000_000)
+        #expect(PostgresTimestamp(postgresText: text("100000-01-01 00:00:00+00"))?.microseconds == 3_093_527_980_800_000_000)
+        // PostgreSQL's last year does not fit Int64 µs since 1970: refused, not a trap.
+        for year in ["294276-12-31 23:59:59.999999+00", "999-01-01 00:00:00+00", "1234567-01-01 00:00:00+00", "-2026-11-21 05:12:19+00"] {
+            #expect(PostgresTimestamp(postgresText: text(year)) == nil, "\(year)")
         }
         let buffer = Array("|2026-11-21 05:12:19.123456+00|".utf8)
         #expect(PostgresTimestamp(postgresText: buffer[1..<buffer.count - 1])?.microseconds == base)

@@ -105,6 +105,13 @@ extension Timestamp {
         let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
         let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        // Only instants keygate can give back as RFC 3339, whose years have four digits:
+        // 9999-12-31T23:30:00-01:00 is in year 10000 once in UTC.
+        guard (Self.firstSecond..<Self.endSecond).contains(seconds) else { return nil }
         return Int64(seconds) * 1_000_000 + Int64(fraction)
     }
+
+    /// 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z, in seconds since the epoch.
+    static let firstSecond = -62_135_596_800
+    static let endSecond = 253_402_300_800
 }

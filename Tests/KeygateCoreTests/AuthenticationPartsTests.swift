@@ -11,6 +11,9 @@ struct RFC3339Tests {
         ("2026-11-21T07:12:19+02:00", Int64(1_795_237_939_000_000)),
         ("2026-11-21T00:12:19-05:00", Int64(1_795_237_939_000_000)),
         ("1970-01-01T00:00:00Z", Int64(0)),
+        ("9999-12-31T23:59:59.999999Z", Int64(253_402_300_799_999_999)),
+        ("9999-12-31T22:59:59-01:00", Int64(253_402_300_799_000_000)),
+        ("0001-01-01T00:00:00Z", Int64(-62_135_596_800_000_000)),
     ])
     func parses(text: String, micros: Int64) {
         #expect(Timestamp.parseRFC3339(text) == micros)
@@ -25,6 +28,8 @@ struct RFC3339Tests {
     @Test("malformed timestamps are refused", arguments: [
         "", "tomorrow", "2026-11-21", "2026-11-21T05:12:19", "2026-13-01T00:00:00Z", "2026-11-21T25:00:00Z",
         "2026-11-21T05:12:19.Z", "2026-11-21T05:12:19+2:00", "2026-11-21T05:12:19Zjunk", "2026/11/21T05:12:19Z",
+        // In UTC these fall in year 10000 and year 0: not printable as RFC 3339.
+        "9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00",
     ])
     func refuses(text: String) {
         #expect(Timestamp.parseRFC3339(text) == nil)

@@ -38,18 +38,22 @@ static int prefork_run(const char *socket_path, int workers, void (*serve)(int f
     if (fd < 0) { perror("FCGX_OpenSocket"); return 1; }
     chmod(socket_path, 0666);
     pid_t children[256];
-    for (int i = 0; i < workers; i++) {
-        children[i] = fork();
-        if (children[i] == 0) { serve(fd); exit(0); }
+    int started = 0;
+    for (; started < workers; started++) {
+        pid_t child = fork();
+        if (child == 0) { serve(fd); exit(0); }
+        if (child < 0) { perror("fork"); break; }
+        children[started] = child;
     }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigprocmask(SIG_BLOCK, &set, NULL);
-    int received;
-    sigwait(&set, &received);
-    for (int i = 0; i < workers; i++) { kill(children[i], SIGKILL); }
-    return 0;
+    int received = 0;
+    if (started == workers) { sigwait(&set, &received); }
+    /* Only the children started here: a pid of -1 would signal every process we may. */
+    for (int i = 0; i < started; i++) { kill(children[i], SIGKILL); }
+    return started == workers ? 0 : 1;
 }
 #endif

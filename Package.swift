@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "FastCGI", dependencies: ["CFastCGI", "HTTP", "Posix"]),
         .target(name: "SharedMemory", dependencies: ["Posix"]),
         .target(name: "Prefork", dependencies: ["Posix", "SharedMemory"]),
-        .target(name: "Postgres", dependencies: ["CPostgreSQL"]),
+        .target(name: "Postgres", dependencies: ["CPostgreSQL", "Posix"]),
         .target(name: "Cryptography", dependencies: ["COpenSSL"]),
         .target(name: "Storage", dependencies: ["Postgres", "Cryptography", "Posix"]),
         .target(name: "Keys", dependencies: ["Cryptography", "Posix"]),

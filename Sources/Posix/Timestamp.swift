@@ -98,17 +98,21 @@ extension Timestamp {
                   hours < 24, minutes < 60 else { return nil }
             offset = (hours * 60 + minutes) * 60 * (t[index] == UInt8(ascii: "-") ? -1 : 1)
         }
-        // Days from civil (proleptic Gregorian).
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        let seconds = daysFromCivil(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second - offset
         // Only instants keygate can give back as RFC 3339, whose years have four digits:
         // 9999-12-31T23:30:00-01:00 is in year 10000 once in UTC.
         guard (Self.firstSecond..<Self.endSecond).contains(seconds) else { return nil }
         return Int64(seconds) * 1_000_000 + Int64(fraction)
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    public static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
     }
 
     /// 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z, in seconds since the epoch.

@@ -8,12 +8,12 @@ internal import CPostgreSQL
 /// parameterized statements only. Nothing here relies on session state, so it works
 /// through PgBouncer in transaction-pooling mode, unless `usesPreparedStatements` is
 /// set (for a connection straight to PostgreSQL, or a pooler that keeps prepared
-/// statements): then `query(prepared:_:)` keeps named statements on the server.
+/// statements): then `query(_:_:)` keeps a `PostgresStatement` prepared on the server.
 public final class PostgresConnection {
     public let connectionString: String
     /// Applied with `SET LOCAL` in every transaction this connection opens; 0 = none.
     public let statementTimeoutMilliseconds: Int
-    /// Whether `query(prepared:_:)` may keep named prepared statements on the server.
+    /// Whether `query(_:_:)` may keep statements prepared on the server.
     public let usesPreparedStatements: Bool
     private var handle: OpaquePointer?
     private var inTransaction = false
@@ -90,28 +90,22 @@ public final class PostgresConnection {
         }
     }
 
-    /// Runs `query` as the named prepared statement `name`, prepared on first use on each
-    /// connection: parsed and planned once per connection instead of once per call.
-    /// Without `usesPreparedStatements`, exactly `query(_:)`. `name` must stand for one
-    /// SQL text only.
+    /// Runs `statement` with `parameters` bound to its placeholders in order. With
+    /// `usesPreparedStatements`, as a named statement prepared on first use on each
+    /// connection (parsed and planned once per connection instead of once per call);
+    /// without, as a plain parameterized statement.
     @discardableResult
-    public func query(prepared name: String, _ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+    public func query(_ statement: PostgresStatement, _ parameters: any PostgresBindable...) throws(PostgresError) -> PostgresRows {
+        let query = PostgresQuery(sql: statement.sql, parameters: parameters.map(\.postgresText))
         guard usesPreparedStatements else { return try self.query(query) }
         do {
-            return try executePrepared(name, query)
+            return try executePrepared(statement.name, query)
         } catch let error where !inTransaction && (error.sqlState == "26000" || (error.kind == .unavailable && error.sqlState == nil)) {
             // The statement is gone (DISCARD ALL on the server) or the connection broke:
             // start over once, on a fresh connection when it was the connection.
-            if error.sqlState == nil { disconnect() } else { prepared.remove(name) }
-            return try executePrepared(name, query)
+            if error.sqlState == nil { disconnect() } else { prepared.remove(statement.name) }
+            return try executePrepared(statement.name, query)
         }
-    }
-
-    /// Runs `statement` with `parameters` bound to its placeholders in order: prepared as
-    /// with `query(prepared:_:)`.
-    @discardableResult
-    public func query(_ statement: PostgresStatement, _ parameters: any PostgresBindable...) throws(PostgresError) -> PostgresRows {
-        try query(prepared: statement.name, PostgresQuery(sql: statement.sql, parameters: parameters.map(\.postgresText)))
     }
 
     private func executePrepared(_ name: String, _ query: PostgresQuery) throws(PostgresError) -> PostgresRows {

@@ -1,3 +1,5 @@
+import Posix
+
 /// A query result, fully read: column names and text-format values. The values of every
 /// row sit back to back in one byte buffer with one span per cell, not in an array per
 /// cell (a key lookup returns some twenty cells per request).
@@ -282,7 +284,7 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
             index += 3
         }
         guard index == text.count else { return nil }
-        let days = Self.daysFromCivil(year: year, month: month, day: day)
+        let days = Timestamp.daysFromCivil(year: year, month: month, day: day)
         let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second - sign * offset
         // PostgreSQL's last years (to 294276) lie beyond Int64 µs since 1970: refused, not a trap.
         let (scaled, overflow) = Int64(seconds).multipliedReportingOverflow(by: 1_000_000)
@@ -291,39 +293,8 @@ public struct PostgresTimestamp: PostgresDecodable, PostgresBindable, Sendable, 
         microseconds = total
     }
 
-    /// Sent as epoch seconds through `to_timestamp`-free text: `1970-01-01 00:00:00+00` form.
+    /// Sent as RFC 3339 (`2026-11-21T05:12:19.123456Z`), which timestamptz input accepts.
     public var postgresText: [UInt8]? {
-        let seconds = microseconds >= 0 ? microseconds / 1_000_000 : (microseconds - 999_999) / 1_000_000
-        let fraction = microseconds - seconds * 1_000_000
-        let (year, month, day) = Self.civil(fromDays: Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400))
-        let secondOfDay = Int(seconds - Int64(Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)) * 86_400)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        let text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(Int(fraction), 6))+00"
-        return Array(text.utf8)
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    static func civil(fromDays days: Int) -> (year: Int, month: Int, day: Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+        Array(Timestamp.rfc3339(microseconds: microseconds).utf8)
     }
 }

@@ -4,6 +4,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 import fcgi
 
 
@@ -89,6 +91,43 @@ def test_status_route_lists_workers(stack, client):
     assert all(w["pid"] > 0 and w["state"] in ("idle", "busy") for w in body["workers"])
     assert any(w["state"] == "busy" for w in body["workers"])  # the one answering this request
     assert all(w["rss_bytes"] >= 0 for w in body["workers"])
+
+
+def _get_from(stack, source, path):
+    """GET `path` exactly as written (no client-side normalising) from a chosen local
+    source address: 127.0.0.2 reaches nginx on 127.0.0.1 but is not an allowed operator."""
+    import http.client
+    import ssl
+    import urllib.parse
+    url = urllib.parse.urlsplit(stack.base)
+    connection = http.client.HTTPSConnection(url.hostname, url.port, timeout=10, source_address=(source, 0),
+                                             context=ssl.create_default_context(cafile=stack.ca))
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+OPERATOR_SPELLINGS = ["/metrics", "/metrics/", "//metrics", "/metrics//", "/%6detrics/", "/metrics?x=1",
+                      "/status", "/status/", "/./status/"]
+
+
+@pytest.mark.parametrize("path", OPERATOR_SPELLINGS)
+def test_operator_routes_refused_from_elsewhere_in_every_spelling(stack, path):
+    # The router reads /metrics/ as /metrics: an exact nginx location let that spelling
+    # through to the public, so the prefix locations must catch every one of these.
+    status, body = _get_from(stack, "127.0.0.2", path)
+    assert status == 403, body[:200]
+    assert b"keygate_requests_total" not in body and b"master_pid" not in body
+
+
+@pytest.mark.parametrize("path", ["/metrics/", "/status/"])
+def test_operator_routes_answer_locally_with_a_trailing_slash(stack, path):
+    status, body = _get_from(stack, "127.0.0.1", path)
+    assert status == 200
+    assert b"keygate_requests_total" in body or b"master_pid" in body
 
 
 # --- Straight to the pool's socket, as only a broken or hostile front end would ---

@@ -98,16 +98,19 @@ enum Authenticator {
         }
     }
 
-    /// The presented key's record, or 401/403/429/503. Notes the key on the request state.
-    static func authenticate(_ request: Request, _ context: AppContext) throws -> KeyRecord {
+    /// The presented key's record when it holds `scope` (or admin), or 401/403/429/503.
+    /// The scope is checked before the rate limits, so a refused request counts against
+    /// none of them. Notes the key on the request state.
+    static func authenticate(_ request: Request, _ context: AppContext, scope: String) throws -> KeyRecord {
         let verdict = try check(presentedKey(request, allowQuery: context.configuration.allowQueryKey),
-                                path: request.path, remoteAddress: request.remoteAddress, scope: nil, context: context)
-        return try accept(verdict, request, context)
+                                path: request.path, remoteAddress: request.remoteAddress, scope: scope, context: context)
+        return try accept(verdict, request, context, scope: scope)
     }
 
     /// Notes the verdict on this request's state (rate headers, usage record), then turns
-    /// it into the record or the matching error, logging refusals.
-    static func accept(_ verdict: KeyVerdict, _ request: Request, _ context: AppContext) throws -> KeyRecord {
+    /// it into the record or the matching error, logging refusals. `scope` names the
+    /// scope that was needed, for the 403's detail.
+    static func accept(_ verdict: KeyVerdict, _ request: Request, _ context: AppContext, scope: String? = nil) throws -> KeyRecord {
         context.current.note(verdict)
         switch verdict {
         case .invalid(let reason, let keyID):
@@ -115,6 +118,7 @@ enum Authenticator {
         case .denied(let record, let denial):
             context.logger.warning("forbidden request", [("key_id", record.id), ("reason", denial.rawValue),
                                                          ("remote_addr", request.remoteAddress), ("request_id", request.requestID)])
+            if denial == .scope, let scope { throw Problem(.forbidden, detail: "This key lacks the '\(scope)' scope.") }
             throw Problem(.forbidden, detail: denial.detail)
         case .limited(_, let decision):
             throw TooManyRequests(decision: decision)
@@ -197,13 +201,6 @@ enum Authenticator {
         } catch {
             context.logger.warning("cannot load quota counts", [("key_id", record.id), ("error", String(describing: error))])
             return nil
-        }
-    }
-
-    /// 403 unless `key` holds `scope` (or admin).
-    static func require(_ scope: String, _ key: KeyRecord) throws(Problem) {
-        guard Scope.grants(key.scopes, scope) else {
-            throw Problem(.forbidden, detail: "This key lacks the '\(scope)' scope.")
         }
     }
 

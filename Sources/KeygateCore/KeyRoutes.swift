@@ -9,15 +9,13 @@ enum KeyRoutes {
 
     static func register(on router: inout Router<AppContext>) {
         router.post(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("keys:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "keys:write")
             let body = try JSON.decode(CreateKeyBody.self, from: request.body)
             let (record, raw) = try KeyIssuer.create(body, userID: try KeyValidation.userID(body.userId), caller: caller, request: request, context: context)
             return .json(KeyMetadata(record: record, key: raw), status: .created)
         }
         router.get(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("keys:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "keys:read")
             let page = try Pagination(request)
             let query = request.queryItems
             if let status = query["status"], !["active", "revoked", "expired"].contains(status) {
@@ -34,13 +32,11 @@ enum KeyRoutes {
             return .json(ListBody(items: result.items.map { KeyMetadata(record: $0) }, nextCursor: result.nextCursor))
         }
         router.get(base + "/{id}") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("keys:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "keys:read")
             return .json(KeyMetadata(record: try existing(request, context)))
         }
         let update: Router<AppContext>.Handler = { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("keys:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "keys:write")
             let target = try existing(request, context)
             let body = try JSON.decode(UpdateKeyBody.self, from: request.body)
             return .json(KeyMetadata(record: try KeyIssuer.update(target, body.changes, caller: caller, request: request, context: context)))
@@ -48,8 +44,7 @@ enum KeyRoutes {
         router.put(base + "/{id}", update)
         router.patch(base + "/{id}", update)
         router.delete(base + "/{id}") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("keys:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "keys:write")
             let target = try existing(request, context)
             try KeyIssuer.checkNoEscalation(caller: caller, target: target)
             guard let deleted = try context.requireKeys().delete(id: target.id, by: request.actor(caller)) else { throw Problem.notFound("No such API key.") }
@@ -58,22 +53,19 @@ enum KeyRoutes {
             return .noContent
         }
         router.post(base + "/{id}/rotate") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("keys:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "keys:write")
             let target = try existing(request, context)
             let (new, raw) = try KeyIssuer.rotate(target, body: request.body, caller: caller, request: request, context: context)
             return .json(KeyMetadata(record: new, key: raw), status: .created)
         }
         router.get(base + "/{id}/audit") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("audit:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "audit:read")
             let target = try existing(request, context)
             let page = try Pagination(request)
             return .json(try UsageQueries.requestLog(keyID: target.id, limit: page.limit, cursor: page.cursor, on: try context.requireDatabase()))
         }
         router.get(base + "/{id}/usage") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("usage:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "usage:read")
             let target = try existing(request, context)
             let query = request.queryItems
             let now = Clock.wallMicroseconds()
@@ -89,8 +81,7 @@ enum KeyRoutes {
             return .json(try UsageQueries.summary(key: target, from: from, to: to, on: try context.requireDatabase()))
         }
         router.get("/api/v1/admin/audit-log") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("audit:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "audit:read")
             let page = try Pagination(request)
             let query = request.queryItems
             let result = try Audit.list(on: try context.requireDatabase(), actorKeyID: query["actor_key_id"], action: query["action"],

@@ -13,13 +13,11 @@ enum SelfServiceRoutes {
 
     static func register(on router: inout Router<AppContext>) {
         router.get("/api/v1/auth/key") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("self", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "self")
             return .json(OwnKey(metadata: KeyMetadata(record: caller), quota: try UsageQueries.quota(key: caller, context: context)))
         }
         router.post("/api/v1/auth/keys") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("self", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "self")
             guard let userID = caller.userID else {
                 throw Problem(.forbidden, detail: "This key belongs to no user, so it cannot create keys for its user.")
             }
@@ -31,8 +29,7 @@ enum SelfServiceRoutes {
             return .json(KeyMetadata(record: record, key: raw), status: .created)
         }
         router.get("/api/v1/auth/keys") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("self", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "self")
             let page = try Pagination(request)
             guard let userID = caller.userID else {
                 return .json(ListBody(items: [KeyMetadata(record: caller)], nextCursor: nil))
@@ -41,8 +38,7 @@ enum SelfServiceRoutes {
             return .json(ListBody(items: result.items.map { KeyMetadata(record: $0) }, nextCursor: result.nextCursor))
         }
         router.delete("/api/v1/auth/keys/{id}") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("self", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "self")
             let target = try ownKey(request, caller, context)
             var changes = KeyChanges()
             changes.active = false
@@ -50,8 +46,7 @@ enum SelfServiceRoutes {
             return .noContent
         }
         router.post("/api/v1/auth/keys/{id}/rotate") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("self", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "self")
             let target = try ownKey(request, caller, context)
             let (new, raw) = try KeyIssuer.rotate(target, body: request.body, caller: caller, request: request, context: context)
             return .json(KeyMetadata(record: new, key: raw), status: .created)

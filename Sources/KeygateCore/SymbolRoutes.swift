@@ -33,8 +33,7 @@ enum SymbolRoutes {
 
     static func register(on router: inout Router<AppContext>) {
         router.post(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("symbols:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "symbols:write")
             let body = try JSON.decode(AddBody.self, from: request.body)
             let assetClass = try SymbolValidation.assetClass(body.assetClass)
             let symbol = try SymbolValidation.canonical(body.symbol, assetClass: assetClass)
@@ -46,8 +45,7 @@ enum SymbolRoutes {
             }
         }
         router.get(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("symbols:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "symbols:read")
             let page = try Pagination(request)
             let query = request.queryItems
             let active: Bool?
@@ -68,13 +66,11 @@ enum SymbolRoutes {
             return .json(ListBody(items: result.items.map(SymbolBody.init(record:)), nextCursor: result.nextCursor))
         }
         router.get(base + "/{symbol}") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("symbols:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "symbols:read")
             return .json(SymbolBody(record: try existing(request, context)))
         }
         let update: Router<AppContext>.Handler = { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("symbols:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "symbols:write")
             let current = try existing(request, context)
             var changes = try JSON.decode(UpdateBody.self, from: request.body).changes
             if let assetClass = changes.assetClass {
@@ -102,8 +98,7 @@ enum SymbolRoutes {
         router.put(base + "/{symbol}", update)
         router.patch(base + "/{symbol}", update)
         router.delete(base + "/{symbol}") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("symbols:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "symbols:write")
             let current = try existing(request, context)
             guard current.active else { return .json(SymbolBody(record: current)) }
             var changes = SymbolChanges()
@@ -113,8 +108,7 @@ enum SymbolRoutes {
             return .json(SymbolBody(record: updated))
         }
         router.post("/api/v1/admin/backfill/claim") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("symbols:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "symbols:write")
             let body = request.body.isEmpty ? ClaimBody(limit: nil, assetClass: nil) : try JSON.decode(ClaimBody.self, from: request.body)
             let limit = body.limit ?? 10
             guard (1...500).contains(limit) else { throw KeyValidation.invalid("limit", "must be 1 to 500") }

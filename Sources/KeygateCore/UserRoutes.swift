@@ -31,8 +31,7 @@ enum UserRoutes {
 
     static func register(on router: inout Router<AppContext>) {
         router.post(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("users:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "users:write")
             let body = try JSON.decode(CreateBody.self, from: request.body)
             let user = try context.requireUsers().create(
                 email: try email(body.email), planTier: try tier(body.planTier ?? "free"),
@@ -40,21 +39,18 @@ enum UserRoutes {
             return .json(UserBody(record: user), status: .created)
         }
         router.get(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("users:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "users:read")
             let page = try Pagination(request)
             let result = try context.requireUsers().list(limit: page.limit, cursor: page.cursor)
             return .json(ListBody(items: result.items.map(UserBody.init(record:)), nextCursor: result.nextCursor))
         }
         router.get(base + "/{id}") { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("users:read", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "users:read")
             guard let user = try context.requireUsers().get(id: try request.parameter("id")) else { throw Problem.notFound("No such user.") }
             return .json(UserBody(record: user))
         }
         let update: Router<AppContext>.Handler = { request, context in
-            let caller = try Authenticator.authenticate(request, context)
-            try Authenticator.require("users:write", caller)
+            let caller = try Authenticator.authenticate(request, context, scope: "users:write")
             let id = try request.parameter("id")
             guard try context.requireUsers().get(id: id) != nil else { throw Problem.notFound("No such user.") }
             let body = try JSON.decode(UpdateBody.self, from: request.body)

@@ -169,6 +169,18 @@ def test_64_concurrent_clients_get_exactly_n_per_minute(api):
     assert r.headers["Content-Type"].startswith("application/problem+json")
 
 
+def test_requests_refused_for_a_missing_scope_count_against_no_limit(api):
+    # A key's 403s (here: admin routes it has no scope for) use up neither its window nor
+    # its quota: the scope is checked before the limiter counts, as on the verify routes.
+    created = api.create_key(scopes=["self"], rate_limit_per_minute=3, quota_daily=3)
+    key = created["key"]
+    for path in ["/api-keys", "/symbols", "/users", "/audit-log"]:
+        problem(api.call("GET", ADMIN + path, key=key), 403)
+    problem(api.call("POST", ADMIN + "/api-keys", key=key, json={"name": "x"}), 403)
+    assert [own_key(api, key).status_code for _ in range(3)] == [200] * 3
+    problem(own_key(api, key), 429)
+
+
 def test_unlimited_keys_carry_no_rate_limit_headers(api):
     key = api.create_key(scopes=["self"])["key"]
     r = own_key(api, key)

@@ -62,7 +62,10 @@ struct UpdateKeyBody: Decodable {
 enum KeyValidation {
     static func name(_ name: String) throws(Problem) -> String {
         let trimmed = name.trimmingSpaces
-        guard (1...200).contains(trimmed.count) else { throw invalid("name", "must be 1 to 200 characters") }
+        // Counted in code points, as the column's CHECK (char_length) counts them; PostgreSQL
+        // text cannot hold NUL.
+        guard (1...200).contains(trimmed.unicodeScalars.count) else { throw invalid("name", "must be 1 to 200 characters") }
+        guard !trimmed.utf8.contains(0) else { throw invalid("name", "must not contain NUL") }
         return trimmed
     }
 
@@ -83,15 +86,18 @@ enum KeyValidation {
 
     static func ips(_ ips: [String]) throws(Problem) -> [String] {
         guard ips.count <= 100 else { throw invalid("allowed_ips", "at most 100 entries") }
-        for (index, ip) in ips.enumerated() where IPNetwork(ip) == nil {
-            throw invalid("allowed_ips[\(index)]", "must be an IP address or CIDR block")
+        for (index, ip) in ips.enumerated() {
+            guard let network = IPNetwork(ip) else { throw invalid("allowed_ips[\(index)]", "must be an IP address or CIDR block") }
+            guard !network.hasHostBits else {
+                throw invalid("allowed_ips[\(index)]", "has address bits set beyond its prefix length (a block starts at its network address)")
+            }
         }
         return ips
     }
 
     static func paths(_ paths: [String]) throws(Problem) -> [String] {
         guard paths.count <= 100 else { throw invalid("allowed_paths", "at most 100 entries") }
-        for (index, path) in paths.enumerated() where !path.hasPrefix("/") || path.utf8.count > 512 {
+        for (index, path) in paths.enumerated() where !path.hasPrefix("/") || path.utf8.count > 512 || path.utf8.contains(0) {
             throw invalid("allowed_paths[\(index)]", "must be a path prefix starting with '/'")
         }
         return paths

@@ -345,6 +345,25 @@ def test_self_service_manages_only_the_callers_users_keys(api):
     problem(api.call("GET", "/api/v1/auth/key", key=api.create_key(scopes=["keys:read"])["key"]), 403)  # no 'self'
 
 
+def test_allowed_ips_are_checked_as_postgresql_stores_them(api):
+    # Host bits beyond the prefix: cidr refuses them, so validation names the field first.
+    assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "x", "allowed_ips": ["10.0.0.0/8", "10.0.0.1/8"]}), 422)["field"] == "allowed_ips[1]"
+    assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "x", "allowed_ips": ["10.0.0.0/+8"]}), 422)["field"] == "allowed_ips[0]"
+    # A v4-mapped address is stored as an IPv6 cidr (::ffff:127.0.0.1/128) and still
+    # matches the IPv4 address nginx passes.
+    mapped = api.create_key(scopes=["self"], allowed_ips=["::ffff:127.0.0.1"])
+    assert api.call("GET", "/api/v1/auth/key", key=mapped["key"]).status_code == 200
+    elsewhere = api.create_key(scopes=["self"], allowed_ips=["::ffff:10.0.0.0/104"])
+    problem(api.call("GET", "/api/v1/auth/key", key=elsewhere["key"]), 403)
+
+
+def test_names_are_counted_as_the_database_counts_them(api):
+    # 150 "e" + combining acute: 150 characters to Swift, 300 code points to char_length.
+    assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "e\u0301" * 150}), 422)["field"] == "name"
+    assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "a\u0000b"}), 422)["field"] == "name"
+    assert api.create_key(name="é" * 200)["name"] == "é" * 200
+
+
 # --- secrets and bootstrap ---
 
 def test_bootstrap_twice_makes_one_admin_key(stack):

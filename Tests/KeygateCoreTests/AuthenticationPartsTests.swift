@@ -52,7 +52,45 @@ struct IPNetworkTests {
         #expect(try #require(IPNetwork("10.1.2.0/23")).contains("10.1.3.200"))
     }
 
-    @Test("invalid networks are refused", arguments: ["", "300.1.1.1", "10.0.0.0/33", "::/129", "10.0.0.0/-1", "10.0.0.0/x", "host.example"])
+    @Test("a v4-mapped block as PostgreSQL prints it is the IPv4 block it maps")
+    func mappedBlocks() throws {
+        // "::ffff:10.0.0.1" stored as cidr reads back as "::ffff:10.0.0.1/128".
+        let host = try #require(IPNetwork("::ffff:10.0.0.1/128"))
+        #expect(host.contains("10.0.0.1") && host.contains("::ffff:10.0.0.1") && !host.contains("10.0.0.2"))
+        let block = try #require(IPNetwork("::ffff:10.0.0.0/104"))
+        #expect(block == IPNetwork("10.0.0.0/8"))
+        #expect(block.contains("10.200.0.1") && !block.contains("11.0.0.1"))
+        // Shorter than /96 would reach past the mapped range.
+        #expect(IPNetwork("::ffff:0.0.0.0/95") == nil)
+    }
+
+    @Test("address bits beyond the prefix are found (PostgreSQL's cidr refuses them)")
+    func hostBits() throws {
+        #expect(try #require(IPNetwork("10.0.0.1/8")).hasHostBits)
+        #expect(try #require(IPNetwork("10.1.2.128/24")).hasHostBits)
+        #expect(try #require(IPNetwork("2001:db8::1/32")).hasHostBits)
+        #expect(try #require(IPNetwork("::ffff:10.0.0.1/104")).hasHostBits)
+        for clean in ["10.0.0.0/8", "10.1.2.128/25", "10.0.0.1", "0.0.0.0/0", "2001:db8::/32", "::1", "::ffff:10.0.0.0/104"] {
+            #expect(try #require(IPNetwork(clean)).hasHostBits == false, "\(clean)")
+        }
+    }
+
+    @Test("a network inside another")
+    func networkContainment() throws {
+        let outer = try #require(IPNetwork("10.0.0.0/8"))
+        #expect(outer.contains(try #require(IPNetwork("10.1.0.0/16"))))
+        #expect(outer.contains(try #require(IPNetwork("10.1.2.3"))))
+        #expect(outer.contains(outer))
+        #expect(!outer.contains(try #require(IPNetwork("0.0.0.0/0"))))
+        #expect(!outer.contains(try #require(IPNetwork("11.0.0.0/16"))))
+        #expect(!outer.contains(try #require(IPNetwork("::ffff:11.0.0.0/112"))))
+        #expect(!(try #require(IPNetwork("::/0"))).contains(outer))
+    }
+
+    @Test("invalid networks are refused", arguments: [
+        "", "300.1.1.1", "10.0.0.0/33", "::/129", "10.0.0.0/-1", "10.0.0.0/x", "host.example",
+        "10.0.0.0/+8", "10.0.0.0/", "10.0.0.0/0008", "::ffff:10.0.0.0/129",
+    ])
     func invalid(text: String) {
         #expect(IPNetwork(text) == nil)
     }
@@ -66,3 +104,4 @@ struct IPNetworkTests {
         #expect(!Authenticator.pathIsUnder("/api/v2/admin", "/api/v1/admin"))
     }
 }
+

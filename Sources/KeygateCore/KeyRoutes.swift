@@ -100,7 +100,9 @@ enum KeyRoutes {
 
 /// Creating, editing and rotating keys, shared by the admin and self-service routes.
 enum KeyIssuer {
-    static func create(_ body: CreateKeyBody, userID: String?, caller: KeyRecord, request: Request, context: AppContext) throws -> (KeyRecord, String) {
+    /// `selfService`: made by `caller` for its own user, so bounded by it (`SelfServiceBounds`).
+    static func create(_ body: CreateKeyBody, userID: String?, caller: KeyRecord, selfService: Bool = false,
+                       request: Request, context: AppContext) throws -> (KeyRecord, String) {
         let scopes = try KeyValidation.scopes(body.scopes ?? [])
         guard Scope.canGrant(caller.scopes, scopes) else {
             throw Problem(.forbidden, detail: "A key cannot create a key with scopes it does not hold itself.")
@@ -115,13 +117,25 @@ enum KeyIssuer {
             guard let user = try context.requireUsers().get(id: userID) else {
                 throw KeyValidation.invalid("user_id", "names no user")
             }
-            // The user's plan tier fills in every limit the request left out.
             let defaults = try context.requireUsers().defaults(tier: user.planTier)
-            limits.rateLimitPerMinute = limits.rateLimitPerMinute ?? defaults.rateLimitPerMinute
-            limits.rateLimitPerHour = limits.rateLimitPerHour ?? defaults.rateLimitPerHour
-            limits.burst = limits.burst ?? defaults.burst
-            limits.quotaDaily = limits.quotaDaily ?? defaults.quotaDaily
-            limits.quotaMonthly = limits.quotaMonthly ?? defaults.quotaMonthly
+            if selfService {
+                limits = try SelfServiceBounds.limits(limits, caller: caller.limits, plan: defaults)
+            } else {
+                // The user's plan tier fills in every limit the request left out.
+                limits.rateLimitPerMinute = limits.rateLimitPerMinute ?? defaults.rateLimitPerMinute
+                limits.rateLimitPerHour = limits.rateLimitPerHour ?? defaults.rateLimitPerHour
+                limits.burst = limits.burst ?? defaults.burst
+                limits.quotaDaily = limits.quotaDaily ?? defaults.quotaDaily
+                limits.quotaMonthly = limits.quotaMonthly ?? defaults.quotaMonthly
+            }
+        }
+        var allowedIPs = try KeyValidation.ips(body.allowedIps ?? [])
+        var allowedPaths = try KeyValidation.paths(body.allowedPaths ?? [])
+        var expiresAt = try KeyValidation.expiry(at: body.expiresAt, inDays: body.expiresInDays)
+        if selfService {
+            allowedIPs = try SelfServiceBounds.ips(allowedIPs, caller: caller.allowedIPs)
+            allowedPaths = try SelfServiceBounds.paths(allowedPaths, caller: caller.allowedPaths)
+            expiresAt = try SelfServiceBounds.expiry(expiresAt, caller: caller.expiresAt, field: body.expiresInDays == nil ? "expires_at" : "expires_in_days")
         }
         let environment = try KeyValidation.environment(body.environment)
         let raw = try APIKey.generate(prefix: context.configuration.keyPrefix, environment: environment == "test" ? .test : .live)
@@ -129,8 +143,7 @@ enum KeyIssuer {
         let record = try context.requireKeys().create(NewKey(
             hash: hash, keyPrefix: raw.displayPrefix, name: try KeyValidation.name(body.name),
             environment: environment, userID: userID, scopes: scopes,
-            allowedPaths: try KeyValidation.paths(body.allowedPaths ?? []), allowedIPs: try KeyValidation.ips(body.allowedIps ?? []),
-            limits: limits, expiresAt: try KeyValidation.expiry(at: body.expiresAt, inDays: body.expiresInDays)
+            allowedPaths: allowedPaths, allowedIPs: allowedIPs, limits: limits, expiresAt: expiresAt
         ), by: request.actor(caller))
         // A new key is never refused for having been tried (and cached as unknown) before.
         context.directory?.invalidate(hash: hash)

@@ -25,7 +25,7 @@ enum SelfServiceRoutes {
             if let asked = body.userId, asked.lowercased() != userID {
                 throw Problem(.forbidden, detail: "Self-service creates keys for the caller's own user only.")
             }
-            let (record, raw) = try KeyIssuer.create(body, userID: userID, caller: caller, request: request, context: context)
+            let (record, raw) = try KeyIssuer.create(body, userID: userID, caller: caller, selfService: true, request: request, context: context)
             return .json(KeyMetadata(record: record, key: raw), status: .created)
         }
         router.get("/api/v1/auth/keys") { request, context in

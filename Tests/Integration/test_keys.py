@@ -345,6 +345,41 @@ def test_self_service_manages_only_the_callers_users_keys(api):
     problem(api.call("GET", "/api/v1/auth/key", key=api.create_key(scopes=["keys:read"])["key"]), 403)  # no 'self'
 
 
+def test_self_service_keys_get_no_more_than_the_key_making_them(api):
+    user = api.call("POST", ADMIN + "/users", json={"email": f"carol-{uuid.uuid4().hex[:6]}@example.com"}).json()  # free plan
+    maker = api.create_key(scopes=["self"], user_id=user["id"], rate_limit_per_minute=30, allowed_ips=["127.0.0.0/8"],
+                           allowed_paths=["/api/v1/auth"], expires_in_days=7)
+
+    def make(**body):
+        return api.call("POST", "/api/v1/auth/keys", key=maker["key"], json={"name": "made", "scopes": ["self"], **body})
+
+    def count():
+        return len(api.call("GET", "/api/v1/auth/keys", key=maker["key"], params={"limit": 500}).json()["items"])
+
+    # Left out: the maker's own limit, the free plan's others, the maker's restrictions and expiry.
+    r = make()
+    assert r.status_code == 201, r.text
+    made = r.json()
+    CREATED_KEYS.append(made["key"])
+    assert (made["rate_limit_per_minute"], made["rate_limit_per_hour"], made["burst"], made["quota_daily"]) == (30, 1000, 10, 10000)
+    assert made["allowed_ips"] == ["127.0.0.0/8"] and made["allowed_paths"] == ["/api/v1/auth"]
+    assert made["expires_at"] == maker["expires_at"]
+    # Tighter is allowed.
+    r = make(rate_limit_per_minute=5, allowed_ips=["127.0.0.1"], allowed_paths=["/api/v1/auth/key"], expires_in_days=1)
+    assert r.status_code == 201, r.text
+    CREATED_KEYS.append(r.json()["key"])
+    assert api.call("GET", "/api/v1/auth/key", key=r.json()["key"]).status_code == 200
+    # Looser is a 403 naming the field, and makes no key.
+    before = count()
+    for body, field in [({"rate_limit_per_minute": 31}, "rate_limit_per_minute"), ({"quota_daily": 10001}, "quota_daily"),
+                        ({"allowed_ips": ["127.0.0.1", "0.0.0.0/0"]}, "allowed_ips[1]"),
+                        ({"allowed_paths": ["/api/v1/admin"]}, "allowed_paths[0]"), ({"expires_in_days": 30}, "expires_in_days")]:
+        assert problem(make(**body), 403)["field"] == field
+    assert count() == before
+    # The admin route sets what the operator asks for, plan or not.
+    assert api.create_key(user_id=user["id"], rate_limit_per_minute=1000)["rate_limit_per_minute"] == 1000
+
+
 def test_allowed_ips_are_checked_as_postgresql_stores_them(api):
     # Host bits beyond the prefix: cidr refuses them, so validation names the field first.
     assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "x", "allowed_ips": ["10.0.0.0/8", "10.0.0.1/8"]}), 422)["field"] == "allowed_ips[1]"

@@ -1,5 +1,7 @@
 import Testing
+import HTTP
 import Posix
+import Storage
 @testable import KeygateCore
 
 @Suite("RFC 3339 parsing")
@@ -105,3 +107,44 @@ struct IPNetworkTests {
     }
 }
 
+@Suite("Self-service bounds")
+struct SelfServiceBoundsTests {
+    @Test("each limit is at most the caller's and the plan's, and that bound when left out")
+    func limits() throws {
+        let caller = KeyLimits(rateLimitPerMinute: 60, quotaDaily: 1_000)
+        let plan = KeyLimits(rateLimitPerMinute: 100, rateLimitPerHour: 3_000, quotaDaily: 5_000)
+        let defaulted = try SelfServiceBounds.limits(KeyLimits(), caller: caller, plan: plan)
+        #expect(defaulted == KeyLimits(rateLimitPerMinute: 60, rateLimitPerHour: 3_000, quotaDaily: 1_000))
+        let tighter = try SelfServiceBounds.limits(KeyLimits(rateLimitPerMinute: 10, burst: 5, quotaMonthly: 9), caller: caller, plan: plan)
+        #expect(tighter == KeyLimits(rateLimitPerMinute: 10, rateLimitPerHour: 3_000, burst: 5, quotaDaily: 1_000, quotaMonthly: 9))
+        for (asked, field) in [(KeyLimits(rateLimitPerMinute: 61), "rate_limit_per_minute"), (KeyLimits(rateLimitPerHour: 3_001), "rate_limit_per_hour"),
+                               (KeyLimits(quotaDaily: 1_001), "quota_daily")] {
+            let problem = #expect(throws: Problem.self) { try SelfServiceBounds.limits(asked, caller: caller, plan: plan) }
+            #expect(problem?.status == .forbidden && problem?.field == field)
+        }
+    }
+
+    @Test("a restricted caller's IPs and paths bound the new key's; an unrestricted caller's do not")
+    func restrictions() throws {
+        #expect(try SelfServiceBounds.ips([], caller: ["10.0.0.0/8"]) == ["10.0.0.0/8"])
+        #expect(try SelfServiceBounds.ips(["10.1.0.0/16", "10.2.3.4"], caller: ["10.0.0.0/8"]) == ["10.1.0.0/16", "10.2.3.4"])
+        #expect(try SelfServiceBounds.ips(["192.168.0.0/16"], caller: []) == ["192.168.0.0/16"])
+        let wider = #expect(throws: Problem.self) { try SelfServiceBounds.ips(["10.1.0.0/16", "0.0.0.0/0"], caller: ["10.0.0.0/8"]) }
+        #expect(wider?.status == .forbidden && wider?.field == "allowed_ips[1]")
+        #expect(try SelfServiceBounds.paths([], caller: ["/api/v1/auth"]) == ["/api/v1/auth"])
+        #expect(try SelfServiceBounds.paths(["/api/v1/auth/key"], caller: ["/api/v1/auth"]) == ["/api/v1/auth/key"])
+        let outside = #expect(throws: Problem.self) { try SelfServiceBounds.paths(["/api/v1/admin"], caller: ["/api/v1/auth"]) }
+        #expect(outside?.field == "allowed_paths[0]")
+        #expect(throws: Problem.self) { try SelfServiceBounds.paths(["/api/v1/auth/../admin"], caller: ["/api/v1/auth"]) }
+    }
+
+    @Test("an expiring caller's new key expires no later")
+    func expiry() throws {
+        #expect(try SelfServiceBounds.expiry(nil, caller: 500, field: "expires_at") == 500)
+        #expect(try SelfServiceBounds.expiry(400, caller: 500, field: "expires_at") == 400)
+        #expect(try SelfServiceBounds.expiry(nil, caller: nil, field: "expires_at") == nil)
+        #expect(try SelfServiceBounds.expiry(900, caller: nil, field: "expires_at") == 900)
+        let later = #expect(throws: Problem.self) { try SelfServiceBounds.expiry(501, caller: 500, field: "expires_in_days") }
+        #expect(later?.field == "expires_in_days")
+    }
+}

@@ -73,6 +73,8 @@ def test_body_over_limit_413_from_app(stack, client):
 def test_body_far_over_limit_413_from_nginx_is_problem_json(stack, client):
     r = client.post(stack.base + "/healthz", data=b"x" * (3 * 1024 * 1024))
     assert_problem(r, 413)
+    # A location with headers of its own inherits none from the server: HSTS is repeated.
+    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
 def test_metrics_counts_requests_by_route_and_status(stack, client):

@@ -277,6 +277,11 @@ def test_auth_request_rate_limit_is_429_with_retry_after(stack, api):
     assert codes[0].headers["RateLimit-Remaining"] == "1"
     assert int(codes[2].headers["Retry-After"]) >= 1 and codes[2].headers["RateLimit-Remaining"] == "0"
     assert codes[2].headers["Content-Type"] == "application/problem+json"
+    # Answered from nginx's own locations (one inside an if): still HSTS and the request id.
+    for r in codes:
+        assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+        assert len(r.headers["X-Request-Id"]) == 32
+    assert codes[2].json()["request_id"] == codes[2].headers["X-Request-Id"]
 
 
 def test_verify_route_called_directly(stack, api):

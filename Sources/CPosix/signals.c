@@ -46,7 +46,10 @@ int kg_signals_worker_stop(int listen_fd, int null_fd) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = worker_stop;
-    sa.sa_flags = 0;
+    /* SA_RESTART: a request in progress goes on reading and writing (libfcgi takes EINTR
+     * for an error and would cut it short). An idle worker still stops at once: its
+     * restarted accept() meets /dev/null, dup2'd over the listening socket, and fails. */
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) != 0) { return -1; }
     if (sigaction(SIGQUIT, &sa, NULL) != 0) { return -1; }

@@ -31,15 +31,9 @@ def encode_params(params):
 
 def request(socket_path, params, body=b"", close_stdin=True, timeout=10):
     """Sends one request; returns (status, headers dict lower-cased, body bytes)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(socket_path)
+    s = open_request(socket_path, params, timeout)
     try:
-        data = _record(BEGIN_REQUEST, struct.pack(">HB5x", 1, 0))
-        encoded = encode_params(params)
-        if encoded:
-            data += _record(PARAMS, encoded)
-        data += _record(PARAMS, b"")
+        data = b""
         if body:
             data += _record(STDIN, body)
         if close_stdin:
@@ -48,26 +42,50 @@ def request(socket_path, params, body=b"", close_stdin=True, timeout=10):
         if not close_stdin:
             # Half-close: the responder sees end of stream before Content-Length is met.
             s.shutdown(socket.SHUT_WR)
-        stdout = b""
-        buffer = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buffer += chunk
-            while len(buffer) >= 8:
-                _, kind, _, length, padding, _ = struct.unpack(">BBHHBB", buffer[:8])
-                if len(buffer) < 8 + length + padding:
-                    break
-                content = buffer[8:8 + length]
-                buffer = buffer[8 + length + padding:]
-                if kind == STDOUT:
-                    stdout += content
-                elif kind == END_REQUEST:
-                    return _parse(stdout)
-        return _parse(stdout)
+        return read_response(s)
     finally:
         s.close()
+
+
+def open_request(socket_path, params, timeout=10):
+    """Connects and sends the begin-request record and the params; the body is the caller's."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(socket_path)
+    data = _record(BEGIN_REQUEST, struct.pack(">HB5x", 1, 0))
+    encoded = encode_params(params)
+    if encoded:
+        data += _record(PARAMS, encoded)
+    data += _record(PARAMS, b"")
+    s.sendall(data)
+    return s
+
+
+def send_stdin(s, data, last=False):
+    """Sends part of the body; `last` ends it."""
+    s.sendall((_record(STDIN, data) if data else b"") + (_record(STDIN, b"") if last else b""))
+
+
+def read_response(s):
+    """Reads records until END_REQUEST (or the end of the stream): (status, headers, body)."""
+    stdout = b""
+    buffer = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while len(buffer) >= 8:
+            _, kind, _, length, padding, _ = struct.unpack(">BBHHBB", buffer[:8])
+            if len(buffer) < 8 + length + padding:
+                break
+            content = buffer[8:8 + length]
+            buffer = buffer[8 + length + padding:]
+            if kind == STDOUT:
+                stdout += content
+            elif kind == END_REQUEST:
+                return _parse(stdout)
+    return _parse(stdout)
 
 
 def _parse(stdout):

@@ -6,6 +6,8 @@ import time
 
 import requests
 
+import fcgi
+
 
 def _get(stack, path, timeout=10):
     return requests.get(stack.aux_base + path, verify=stack.ca, timeout=timeout)
@@ -80,6 +82,30 @@ def test_sighup_replaces_every_worker_without_a_failed_request(stack, aux_pool):
     status = pool.status()
     assert status["generation"] == 2 and status["reloads"] == 1
     assert all(w["generation"] == 2 for w in status["workers"])
+
+
+def test_a_reload_does_not_break_a_request_whose_body_is_still_arriving(stack, aux_pool):
+    # The master's SIGTERM reaches the old worker while it waits for the rest of a body.
+    # The read must go on after the handler (SA_RESTART): libfcgi takes EINTR for an
+    # error, which the worker would answer as a body shorter than its Content-Length.
+    pool = aux_pool(workers=1)
+    old = pool.worker_pids()
+    s = fcgi.open_request(stack.aux_socket, fcgi.base_params("POST", "/healthz", CONTENT_LENGTH="10",
+                                                             CONTENT_TYPE="application/json"))
+    try:
+        fcgi.send_stdin(s, b"{\"a\":")
+        deadline = time.monotonic() + 5
+        while not any(w["state"] == "busy" for w in pool.status()["workers"]):
+            assert time.monotonic() < deadline, "the request never reached a worker"
+            time.sleep(0.02)
+        pool.signal(signal.SIGHUP)
+        time.sleep(0.5)  # the old worker has had its SIGTERM by now
+        fcgi.send_stdin(s, b" 1}  ", last=True)
+        status, _, body = fcgi.read_response(s)
+    finally:
+        s.close()
+    assert status == 405, body  # read whole, then refused for its method: not a 400
+    assert pool.wait_for_workers(1, exclude=old)
 
 
 def test_invalid_config_on_sighup_keeps_workers(stack, aux_pool):

@@ -79,18 +79,12 @@ public enum Server {
                 reloadSettings: {
                     do {
                         let reloaded = try Configuration.load(path: configurationPath, environment: environment)
-                        if reloaded.listen != current.value.listen || reloaded.runtimeDirectory != current.value.runtimeDirectory
-                            || reloaded.keyCacheEntries != current.value.keyCacheEntries
-                            || reloaded.rateLimitEntries != current.value.rateLimitEntries
-                            || reloaded.usageRingEntries != current.value.usageRingEntries {
-                            logger.warning("listen, runtime_dir and shared-memory sizes take effect only after a restart")
+                        let applied = Self.keepingRestartOnlySettings(reloaded, of: current.value)
+                        let ignored = Self.restartOnlyChanges(reloaded, from: current.value)
+                        if !ignored.isEmpty {
+                            logger.warning("these settings take effect only after a restart; kept as they were",
+                                           [("settings", ignored.joined(separator: ","))])
                         }
-                        var applied = reloaded
-                        applied.listen = current.value.listen
-                        applied.runtimeDirectory = current.value.runtimeDirectory
-                        applied.keyCacheEntries = current.value.keyCacheEntries
-                        applied.rateLimitEntries = current.value.rateLimitEntries
-                        applied.usageRingEntries = current.value.usageRingEntries
                         current.value = applied
                         return applied.poolSettings
                     } catch {
@@ -111,6 +105,29 @@ public enum Server {
             logger.error("cannot start", [("error", String(describing: error))])
             return 1
         }
+    }
+
+    /// Settings a reload cannot apply: the socket and the segments are made once, and the
+    /// pepper, the OpenAPI document and the schema version the binary needs are read once
+    /// by the master and handed to every worker (a pepper changed by accident would turn
+    /// every key away).
+    static func keepingRestartOnlySettings(_ reloaded: Configuration, of current: Configuration) -> Configuration {
+        var applied = reloaded
+        applied.listen = current.listen
+        applied.runtimeDirectory = current.runtimeDirectory
+        applied.keyCacheEntries = current.keyCacheEntries
+        applied.rateLimitEntries = current.rateLimitEntries
+        applied.usageRingEntries = current.usageRingEntries
+        applied.pepperFile = current.pepperFile
+        applied.openAPIFile = current.openAPIFile
+        applied.migrationsDirectory = current.migrationsDirectory
+        return applied
+    }
+
+    /// The restart-only settings that `reloaded` changes, by their configuration names.
+    static func restartOnlyChanges(_ reloaded: Configuration, from current: Configuration) -> [String] {
+        let kept = keepingRestartOnlySettings(reloaded, of: current).rendered
+        return zip(reloaded.rendered, kept).compactMap { new, old in new.value == old.value ? nil : new.key }
     }
 
     /// The pid in `pidFile` when that process is alive.

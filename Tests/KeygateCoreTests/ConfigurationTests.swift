@@ -443,3 +443,23 @@ struct DocumentedConfigurationTests {
         }
     }
 }
+
+@Suite("Reload")
+struct ReloadTests {
+    @Test("a reload keeps the restart-only settings and names the ones it could not apply")
+    func reloadKeepsRestartOnlySettings() {
+        let running = Configuration()
+        var reloaded = running
+        reloaded.pepperFile = "/elsewhere/pepper"
+        reloaded.openAPIFile = "/elsewhere/openapi.json"
+        reloaded.keyCacheEntries = running.keyCacheEntries * 2
+        reloaded.logLevel = .debug
+        reloaded.maxRequests = 7
+        #expect(Set(Server.restartOnlyChanges(reloaded, from: running)) == ["pepper_file", "openapi_file", "key_cache_entries"])
+        let applied = Server.keepingRestartOnlySettings(reloaded, of: running)
+        #expect(applied.pepperFile == running.pepperFile && applied.openAPIFile == running.openAPIFile)
+        #expect(applied.keyCacheEntries == running.keyCacheEntries)
+        #expect(applied.logLevel == .debug && applied.maxRequests == 7)
+        #expect(Server.restartOnlyChanges(applied, from: running).isEmpty)
+    }
+}

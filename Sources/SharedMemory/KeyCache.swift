@@ -10,8 +10,9 @@ import Synchronization
 /// holder died clears such entries (see `RobustMutex`). Lookups take the same lock; it is
 /// held for one set scan and one payload copy.
 ///
-/// Comparing hashes with `==` leaks nothing useful: they are HMACs under a secret
-/// pepper, which an attacker cannot compute for a key of their choosing.
+/// Hashes are compared whole, all four words with no early exit, so the time taken does
+/// not say how much of a stored hash matched (they are HMACs under a secret pepper, which
+/// an attacker cannot compute for a key of their choosing, so it would say little anyway).
 ///
 /// Layout: `Header` | mutex (64-byte slot) | entries (`entryStride` each).
 public struct KeyCache: @unchecked Sendable {
@@ -282,7 +283,7 @@ public struct KeyCache: @unchecked Sendable {
             let candidate = entry(index)
             guard isOccupied(candidate, generation: generation) else { continue }
             let h = candidate.pointee.hash
-            if h.0 == words.0 && h.1 == words.1 && h.2 == words.2 && h.3 == words.3 { return candidate }
+            if (h.0 ^ words.0) | (h.1 ^ words.1) | (h.2 ^ words.2) | (h.3 ^ words.3) == 0 { return candidate }
         }
         return nil
     }

@@ -82,14 +82,15 @@ struct Status: ParsableCommand {
             print("housekeeper pid \(housekeeper.pid), RSS \(Double(housekeeper.rssBytes / 104_858) / 10) MiB")
         }
         if let cache = report.keyCache {
-            print("key cache: \(cache.entries)/\(cache.capacity) entries, \(cache.hits) hits, \(cache.misses) misses, \(cache.invalidations) invalidations"
+            print("key cache: \(cache.entries)/\(cache.capacity) entries, \(cache.hits) hits, \(cache.misses) misses, \(cache.invalidations) invalidations, "
+                  + "\(cache.evictions) evictions, \(cache.tooLarge) too large, \(cache.lockRecoveries) lock recoveries"
                   + (cache.databaseDownSince.map { ", database unreachable since \($0)" } ?? ""))
         }
         if let ring = report.usageRing {
             print("usage ring: \(ring.pending)/\(ring.capacity) waiting, \(ring.stored) stored, \(ring.dropped) dropped (ring full), \(ring.lost) lost")
         }
         if let limits = report.rateLimits {
-            print("rate limits: \(limits.allowed) allowed, \(limits.refused) refused")
+            print("rate limits: \(limits.allowed) allowed, \(limits.refused) refused, \(limits.evictions) evictions, \(limits.lockRecoveries) lock recoveries")
         }
     }
 }

@@ -227,6 +227,15 @@ public struct UsageRing: @unchecked Sendable {
                     position += 1
                     continue
                 }
+                if sequence - position >= ring.capacity && records.isEmpty {
+                    // Freed for the next lap, yet not behind dequeuePosition: a reader died
+                    // between freeing cells and moving the position on (see `commit`). Its
+                    // record is stored or counted lost already; catch up instead of
+                    // waiting for a sequence that will never come.
+                    ring.header.pointee.dequeuePosition.store(position + 1, ordering: .relaxed)
+                    position += 1
+                    continue
+                }
                 // Not published. Claimed by a producer that is still writing, or died?
                 let enqueued = ring.header.pointee.enqueuePosition.load(ordering: .relaxed)
                 guard sequence == position, enqueued > position, records.isEmpty else { break }
@@ -260,6 +269,15 @@ public struct UsageRing: @unchecked Sendable {
             ring.header.pointee.dequeuePosition.store(start + freed, ordering: .relaxed)
             ring.header.pointee.drained.wrappingAdd(freed, ordering: .relaxed)
             pending -= freed
+        }
+    }
+
+    /// Test support: what a reader killed in the middle of `commit` leaves behind: the
+    /// first `count` waiting cells freed, the dequeue position not moved on.
+    public func simulateReaderDyingMidCommit(count: Int) {
+        let start = header.pointee.dequeuePosition.load(ordering: .relaxed)
+        for position in start..<(start + count) {
+            sequence(position & (capacity - 1)).pointee.store(position + capacity, ordering: .releasing)
         }
     }
 

@@ -75,6 +75,21 @@ struct UsageRingTests {
         #expect(reader.peek(limit: 10, now: 0).map(\.at) == [500])
     }
 
+    @Test("a reader killed mid-commit leaves freed cells behind the position: the next reader catches up")
+    func readerDiedMidCommit() throws {
+        let ring = try makeRing(records: 16)
+        for number in 0..<6 { ring.append(record(number)) }
+        ring.simulateReaderDyingMidCommit(count: 4) // records 0-3 stored, the position not moved on
+        // Producers may already reuse the freed cells for the next lap.
+        for number in 6..<18 { #expect(ring.append(record(number))) }
+        let reader = UsageRing.Reader(ring)
+        #expect(reader.peek(limit: 100, now: 0).map(\.at) == (4..<18).map(Int64.init))
+        reader.commit()
+        #expect(ring.statistics.pending == 0)
+        #expect(ring.append(record(99)))
+        #expect(reader.peek(limit: 100, now: 0).map(\.at) == [99])
+    }
+
     @Test("a cell claimed by a producer that died is skipped after the stall timeout, and counted as lost")
     func stalledProducer() throws {
         let ring = try makeRing(records: 16)

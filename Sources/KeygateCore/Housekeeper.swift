@@ -40,6 +40,7 @@ final class Housekeeper {
     private var lastListenerCheck: Int64 = 0
     private var lastPartitionCheck: Int64?
     private var reportedOutage = false
+    private var reportedStoreFailure = false
 
     init(configuration: Configuration, host: HostState, database: PostgresConnection, listener: PostgresConnection,
          heartbeat: @escaping () -> Void = {}) {
@@ -93,12 +94,13 @@ final class Housekeeper {
         do {
             try store(records.compactMap(Self.row))
             reader.commit()
+            reportedStoreFailure = false
             databaseReachable(true, now: now)
             return records.count
         } catch {
             guard Self.isRefusedForContent(error) else {
                 // The database, not the data: left in the ring, stored once it is back.
-                databaseReachable(false, now: now, error: error)
+                storeFailed(error, now: now)
                 Clock.pause(microseconds: 250_000)
                 return 0
             }
@@ -118,7 +120,7 @@ final class Housekeeper {
                     try store([row])
                 } catch {
                     guard Self.isRefusedForContent(error) else {
-                        databaseReachable(false, now: now, error: error)
+                        storeFailed(error, now: now)
                         return index
                     }
                     dropped += 1
@@ -156,11 +158,30 @@ final class Housekeeper {
         }
     }
 
+    /// The workers have stopped: stores what is left in the ring, trying for up to 5 s
+    /// (the database may be briefly away; a cell a killed worker claimed is skipped after
+    /// the ring's stall timeout), then says what it could not store: the ring goes with
+    /// the master.
     func finalDrain() {
         let deadline = Clock.monotonicMicroseconds() + 5_000_000
-        while Clock.monotonicMicroseconds() < deadline {
-            let now = Clock.wallMicroseconds()
-            guard drain(now: now) > 0 else { break }
+        while host.usage.statistics.pending > 0 && Clock.monotonicMicroseconds() < deadline {
+            heartbeat()
+            if drain(now: Clock.wallMicroseconds()) == 0 { Clock.pause(microseconds: 50_000) }
+        }
+        let left = host.usage.statistics.pending
+        if left > 0 { logger.error("usage records not stored at stop; they are lost", [("records", String(left))]) }
+    }
+
+    /// A batch the database did not take for a reason other than its content. Only an
+    /// unreachable database marks the host's database as down (which sends uncached keys
+    /// and quota loads to 503): a timeout, a lock or a deadlock on one batch says nothing
+    /// about the workers' queries.
+    private func storeFailed(_ error: StoreError, now: Int64) {
+        if case .database(let failure) = error, failure.kind == .unavailable {
+            databaseReachable(false, now: now, error: error)
+        } else if !reportedStoreFailure {
+            reportedStoreFailure = true // once per spell, not every 250 ms
+            logger.warning("usage batch not stored; retrying", [("error", String(describing: error))])
         }
     }
 

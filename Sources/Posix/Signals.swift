@@ -26,10 +26,13 @@ public enum Signals {
     /// Whether this worker was asked to stop.
     public static var isStopRequested: Bool { kg_signals_stop_requested() != 0 }
 
-    /// Default dispositions, empty mask, SIGPIPE ignored: the state a forked child starts from.
+    /// Default dispositions, empty mask, SIGPIPE ignored: the state a forked child starts
+    /// from. A child answers to the master only: SIGINT and SIGHUP (a terminal's Ctrl-C, a
+    /// signal to the whole process group) and SIGUSR1/2 are ignored, so the master stops or
+    /// reloads the children in order instead of their dying mid-request.
     public static func resetForChild() {
         kg_signals_reset()
-        signal(SIGPIPE, SIG_IGN)
+        for ignored in [SIGPIPE, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] { signal(ignored, SIG_IGN) }
     }
 
     /// Ignores SIGPIPE, so a closed peer is a write error rather than death.

@@ -49,7 +49,8 @@ public final class Master {
     /// Runs the pool until it is stopped; returns the process exit code.
     public func run() throws(POSIXError) -> Int32 {
         let pipe = try SelfPipe()
-        try Signals.routeToPipe([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD], writeFD: pipe.writeFD)
+        // SIGUSR1/2 too: left at their default they would end the master abruptly.
+        try Signals.routeToPipe([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2], writeFD: pipe.writeFD)
         Signals.ignoreBrokenPipe()
         scoreboard.setGeneration(generation)
         log("pool starting: \(settings.workers) workers, max_requests=\(settings.maxRequests), request_timeout=\(settings.requestTimeoutSeconds)s")
@@ -61,6 +62,7 @@ public final class Master {
                 switch signal {
                 case SIGTERM, SIGINT, SIGQUIT: beginStop(reason: "signal \(signal)")
                 case SIGHUP: reload(extraClose: [pipe.readFD, pipe.writeFD])
+                case SIGUSR1, SIGUSR2: log("signal \(signal) ignored (SIGHUP reloads, SIGTERM stops)")
                 default: break // SIGCHLD: reaped below
                 }
             }
@@ -92,6 +94,7 @@ public final class Master {
         }
         scoreboard.claim(slot, generation: generation, state: role == .housekeeper ? .housekeeping : .starting)
         let pid: pid_t
+        let master = getpid()
         do {
             pid = try ProcessControl.fork()
         } catch {
@@ -103,6 +106,8 @@ public final class Master {
         if pid == 0 {
             Signals.resetForChild()
             Signals.setParentDeathSignal(SIGTERM)
+            // The master may have died before the line above: no signal would ever come.
+            if getppid() != master { ProcessControl.exitImmediately(0) }
             for fd in extraClose { close(fd) }
             scoreboard.setPID(slot, getpid())
             let context = WorkerContext(slot: slot, generation: generation, scoreboard: scoreboard, settings: settings)

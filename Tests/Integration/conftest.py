@@ -95,8 +95,10 @@ class AuxPool:
     def start(self):
         self.write_config()
         self.log = open(self.log_path, "wb")
+        # A process group of its own, as under a terminal or a service manager: tests may
+        # signal the whole group.
         self.process = subprocess.Popen([self.stack.bin, "serve", "--config", self.config],
-                                        stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+                                        stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_for_workers(self.settings["workers"])
         return self
 

@@ -50,6 +50,39 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_zero(stack, aux_pool):
     assert not os.path.exists(os.path.join(pool.dir, "keygate.pid"))
 
 
+def test_ctrl_c_to_the_whole_process_group_stops_in_order(stack, aux_pool):
+    # A terminal's Ctrl-C (or kill -INT -PGID) reaches every process of the group. The
+    # children ignore it; the master stops them in order, so the request in flight ends
+    # well and the housekeeper stores the usage last.
+    pool = aux_pool(workers=2)
+    result = {}
+
+    def slow():
+        result["response"] = _get(stack, "/debug/sleep?ms=1000")
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not any(w["state"] == "busy" for w in pool.status()["workers"]):
+        assert time.monotonic() < deadline, "the slow request never reached a worker"
+        time.sleep(0.02)
+    os.killpg(pool.process.pid, signal.SIGINT)
+    thread.join(10)
+    assert result["response"].status_code == 200
+    assert pool.process.wait(timeout=10) == 0
+    assert "pool stopped" in pool.log_text()
+
+
+def test_sigusr1_and_sigusr2_leave_the_master_running(stack, aux_pool):
+    pool = aux_pool(workers=1)
+    for signo in (signal.SIGUSR1, signal.SIGUSR2):
+        pool.signal(signo)
+    time.sleep(0.3)
+    assert pool.process.poll() is None
+    assert _get(stack, "/healthz").status_code == 200
+    assert "signal 10 ignored" in pool.log_text() and "signal 12 ignored" in pool.log_text()
+
+
 def test_sighup_replaces_every_worker_without_a_failed_request(stack, aux_pool):
     pool = aux_pool(workers=3)
     old = set(pool.worker_pids())

@@ -1,3 +1,4 @@
+import Cryptography
 import Posix
 import SharedMemory
 
@@ -20,7 +21,7 @@ public struct HostState: @unchecked Sendable {
     }
 
     /// Fresh segments in the runtime directory (the master, at start).
-    public static func create(_ configuration: Configuration) throws(POSIXError) -> HostState {
+    public static func create(_ configuration: Configuration) throws -> HostState {
         var cache: KeyCache?
         if configuration.keyCacheEntries > 0 {
             let region = try SharedRegion.create(path: configuration.keyCachePath,
@@ -34,7 +35,7 @@ public struct HostState: @unchecked Sendable {
         let usageRegion = try SharedRegion.create(path: configuration.usageRingPath,
                                                   size: UsageRing.byteCount(records: configuration.usageRingEntries), mode: 0o600)
         return HostState(keyCache: cache, rates: RateTable.create(in: rateRegion, entries: configuration.rateLimitEntries),
-                         usage: UsageRing.create(in: usageRegion, records: configuration.usageRingEntries))
+                         usage: UsageRing.create(in: usageRegion, records: configuration.usageRingEntries, id: try SecureRandom.bytes(16)))
     }
 
     /// The running pool's segments, read-only (status and metrics from outside the pool).

@@ -41,6 +41,13 @@ final class Housekeeper {
     private var lastPartitionCheck: Int64?
     private var reportedOutage = false
     private var reportedStoreFailure = false
+    /// The ring's id as a UUID: the database records under it how far the ring is stored.
+    private let ringID: String
+    /// Whether the next drain must first ask the database how far the ring is stored, and
+    /// free that much unread: at start (a predecessor may have died between a batch's
+    /// COMMIT and freeing its cells), and after a batch whose COMMIT may have gone through
+    /// unanswered (the connection broke). Storing such a batch again would count it twice.
+    private var mustReconcile = true
 
     init(configuration: Configuration, host: HostState, database: PostgresConnection, listener: PostgresConnection,
          heartbeat: @escaping () -> Void = {}) {
@@ -51,6 +58,7 @@ final class Housekeeper {
         self.heartbeat = heartbeat
         logger = Logger(level: configuration.logLevel, component: "housekeeper")
         reader = UsageRing.Reader(host.usage)
+        ringID = UUIDBytes.format(host.usage.id) ?? "00000000-0000-0000-0000-000000000000"
     }
 
     static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, host: HostState) -> Int32 {
@@ -89,10 +97,11 @@ final class Housekeeper {
     /// Stores up to one batch from the ring; returns how many records it took.
     @discardableResult
     func drain(now: Int64) -> Int {
+        if mustReconcile && !reconcile(now: now) { return 0 }
         let records = reader.peek(limit: Self.batchSize, now: now)
         guard !records.isEmpty else { return 0 }
         do {
-            try store(records.compactMap(Self.row))
+            try store(records.compactMap(Self.row), through: reader.position + records.count)
             reader.commit()
             reportedStoreFailure = false
             databaseReachable(true, now: now)
@@ -117,7 +126,7 @@ final class Housekeeper {
             heartbeat()
             if let row = Self.row(record) {
                 do {
-                    try store([row])
+                    try store([row], through: reader.position + 1)
                 } catch {
                     guard Self.isRefusedForContent(error) else {
                         storeFailed(error, now: now)
@@ -134,10 +143,12 @@ final class Housekeeper {
     }
 
     /// One batch in one transaction: all or nothing, under the statement timeout, and never
-    /// retried behind our back (a retry after a lost reply could store it twice).
-    private func store(_ rows: [UsageRow]) throws(StoreError) {
+    /// retried behind our back (a retry after a lost reply could store it twice). The
+    /// transaction also records `through`, the ring position the batch brings it to.
+    private func store(_ rows: [UsageRow], through: Int) throws(StoreError) {
         do {
-            try database.transaction { db in try UsageWriter.write(rows, on: db) }
+            let progress = UsageWriter.Progress(ringID: ringID, through: through)
+            try database.transaction { db in try UsageWriter.write(rows, progress: progress, on: db) }
         } catch let error as StoreError {
             throw error
         } catch let error as PostgresError {
@@ -178,10 +189,31 @@ final class Housekeeper {
     /// about the workers' queries.
     private func storeFailed(_ error: StoreError, now: Int64) {
         if case .database(let failure) = error, failure.kind == .unavailable {
+            // The COMMIT may have reached the server without its answer reaching us.
+            mustReconcile = true
             databaseReachable(false, now: now, error: error)
         } else if !reportedStoreFailure {
             reportedStoreFailure = true // once per spell, not every 250 ms
             logger.warning("usage batch not stored; retrying", [("error", String(describing: error))])
+        }
+    }
+
+    /// Frees, unread, the records the database says this ring has stored already. False
+    /// when the database cannot say (the drain waits).
+    private func reconcile(now: Int64) -> Bool {
+        do {
+            let ringID = self.ringID
+            let through = try database.transaction { db in try UsageWriter.storedThrough(ringID: ringID, on: db) }
+            let freed = reader.markStored(through: through)
+            if freed > 0 {
+                logger.warning("usage already stored by an earlier attempt; freed, not stored again", [("records", String(freed))])
+            }
+            mustReconcile = false
+            return true
+        } catch {
+            databaseReachable(false, now: now, error: error)
+            Clock.pause(microseconds: 250_000)
+            return false
         }
     }
 

@@ -54,8 +54,8 @@ public struct PoolView: Sendable {
             },
             usageRing: host.map { host in
                 let s = host.usage.statistics
-                return PoolReport.Ring(capacity: s.capacity, pending: s.pending, recorded: s.appended, dropped: s.dropped,
-                                       stored: s.drained, lost: s.lost)
+                return PoolReport.Ring(id: UUIDBytes.format(host.usage.id) ?? "", capacity: s.capacity, pending: s.pending,
+                                       recorded: s.appended, dropped: s.dropped, stored: s.drained, lost: s.lost)
             },
             rateLimits: host.map { host in
                 let s = host.rates.statistics
@@ -102,8 +102,10 @@ public struct PoolReport: Codable, Sendable {
     }
 
     /// Usage records: recorded by workers, stored by the housekeeper, dropped on a full
-    /// ring, lost when a worker died mid-append.
+    /// ring, lost when a worker died mid-append. `id` names the ring in the database's
+    /// `usage_ring_progress`.
     public struct Ring: Codable, Sendable {
+        public let id: String
         public let capacity: Int, pending: Int, recorded: Int, dropped: Int, stored: Int, lost: Int
     }
 

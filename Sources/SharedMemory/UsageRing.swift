@@ -41,7 +41,7 @@ public struct UsageRecord: Sendable, Equatable {
 /// process that claimed it is gone (or after `giveUpTimeout` in any case), counted as lost.
 /// Publishing and skipping both CAS the cell's sequence, so exactly one wins.
 public struct UsageRing: @unchecked Sendable {
-    public static let layoutVersion = 1
+    public static let layoutVersion = 2
     static let magic = 0x4B45_5955_5341_4745 // "KEYUSAGE"
     static let cellSize = 512
     // Cell layout (bytes).
@@ -61,6 +61,10 @@ public struct UsageRing: @unchecked Sendable {
         let dropped = Atomic<Int>(0)
         let drained = Atomic<Int>(0)
         let lost = Atomic<Int>(0)
+        /// This ring's identity (16 random bytes), under which the database records how far
+        /// it has been stored.
+        let idHigh = Atomic<UInt64>(0)
+        let idLow = Atomic<UInt64>(0)
     }
 
     public let region: SharedRegion
@@ -81,9 +85,14 @@ public struct UsageRing: @unchecked Sendable {
         cellsOffset + capacity(for: records) * cellSize
     }
 
-    public static func create(in region: SharedRegion, records: Int) -> UsageRing {
+    /// `id`: 16 bytes naming this ring (random; see `id`).
+    public static func create(in region: SharedRegion, records: Int, id: [UInt8]) -> UsageRing {
         let header = region.base.bindMemory(to: Header.self, capacity: 1)
         header.initialize(to: Header())
+        var words: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &words) { $0.copyBytes(from: id.prefix(16)) }
+        header.pointee.idHigh.store(words.0, ordering: .relaxed)
+        header.pointee.idLow.store(words.1, ordering: .relaxed)
         let capacity = capacity(for: records)
         let ring = UsageRing(region: region, header: header, capacity: capacity)
         for index in 0..<capacity { ring.sequence(index).initialize(to: Atomic<Int>(index)) }
@@ -182,6 +191,12 @@ public struct UsageRing: @unchecked Sendable {
         cell.storeBytes(of: UInt8(length), toByteOffset: lengthsOffset + number, as: UInt8.self)
     }
 
+    /// The 16 bytes given at creation.
+    public var id: [UInt8] {
+        let words = (header.pointee.idHigh.load(ordering: .relaxed), header.pointee.idLow.load(ordering: .relaxed))
+        return withUnsafeBytes(of: words) { Array($0) }
+    }
+
     // MARK: Statistics
 
     public var statistics: UsageRingStatistics {
@@ -257,6 +272,33 @@ public struct UsageRing: @unchecked Sendable {
             }
             pending = records.count
             return records
+        }
+
+        /// The ring position of the oldest record not yet freed: a `peek` returns the
+        /// records from here on, and storing them all brings the ring to `position + count`.
+        public var position: Int { ring.header.pointee.dequeuePosition.load(ordering: .relaxed) }
+
+        /// Frees, without reading them, the records before `through` that the database
+        /// says are stored already (an earlier attempt committed, then died or lost the
+        /// answer). Returns how many it freed; stops at a cell not published.
+        @discardableResult
+        public func markStored(through: Int) -> Int {
+            var position = self.position
+            let start = position
+            while position < through {
+                let cell = ring.sequence(position & (ring.capacity - 1))
+                let sequence = cell.pointee.load(ordering: .acquiring)
+                if sequence == position + 1 {
+                    cell.pointee.store(position + ring.capacity, ordering: .releasing)
+                } else if sequence - position < ring.capacity {
+                    break // not published: it cannot have been stored
+                } // else freed already (a reader died mid-commit): only the position moves on
+                position += 1
+                ring.header.pointee.dequeuePosition.store(position, ordering: .relaxed)
+            }
+            ring.header.pointee.drained.wrappingAdd(position - start, ordering: .relaxed)
+            pending = 0
+            return position - start
         }
 
         /// Frees the cells of the last `peek`, or only its first `count` records.

@@ -39,7 +39,21 @@ public struct UsageRow: Sendable, Equatable {
 /// batch. Storing usage is the largest cost of a cached key check after the request
 /// itself (docs/benchmarks.md).
 public enum UsageWriter {
-    public static func write(_ rows: [UsageRow], on db: PostgresConnection) throws(StoreError) {
+    /// Where a batch came from: the ring's id and the position its last record leaves the
+    /// ring at. Recorded in the batch's transaction, so whether a batch was stored can be
+    /// asked afterwards (see migration 0007).
+    public struct Progress: Sendable, Equatable {
+        /// The ring's id as a UUID.
+        public let ringID: String
+        public let through: Int
+        public init(ringID: String, through: Int) {
+            self.ringID = ringID
+            self.through = through
+        }
+    }
+
+    public static func write(_ rows: [UsageRow], progress: Progress? = nil, on db: PostgresConnection) throws(StoreError) {
+        if let progress { try record(progress, on: db) }
         guard !rows.isEmpty else { return }
         let summary = Summary(rows)
         try storage {
@@ -115,9 +129,28 @@ public enum UsageWriter {
 
     /// Creates this and next month's usage partitions; drops those wholly older than
     /// `retentionDays` (0 = keep everything). Returns the partitions dropped.
+    static func record(_ progress: Progress, on db: PostgresConnection) throws(StoreError) {
+        try storage {
+            try db.query("""
+                INSERT INTO usage_ring_progress (ring_id, stored_through) VALUES (\(progress.ringID)::uuid, \(progress.through))
+                ON CONFLICT (ring_id) DO UPDATE
+                SET stored_through = greatest(usage_ring_progress.stored_through, excluded.stored_through), updated_at = now()
+                """)
+        }
+    }
+
+    /// The ring position up to which the ring `ringID` has been stored; 0 when never.
+    public static func storedThrough(ringID: String, on db: PostgresConnection) throws(StoreError) -> Int {
+        try storage {
+            let rows = try db.query("SELECT stored_through FROM usage_ring_progress WHERE ring_id = \(ringID)::uuid")
+            return try rows.first?.decode("stored_through", as: Int.self) ?? 0
+        }
+    }
+
     public static func maintainPartitions(retentionDays: Int, on db: PostgresConnection) throws(StoreError) -> Int {
         try storage {
             try db.query("SELECT keygate_ensure_usage_partitions(2)")
+            try db.query("DELETE FROM usage_ring_progress WHERE updated_at < now() - interval '30 days'")
             guard retentionDays > 0 else { return 0 }
             let rows = try db.query("SELECT keygate_drop_usage_partitions_before(now() - make_interval(days => \(retentionDays))) AS dropped")
             return try rows.first?.decode("dropped", as: Int?.self) ?? 0

@@ -6,7 +6,8 @@ import Posix
 @testable import SharedMemory
 
 private func makeRing(records: Int) throws -> UsageRing {
-    UsageRing.create(in: try SharedRegion.anonymous(size: UsageRing.byteCount(records: records)), records: records)
+    UsageRing.create(in: try SharedRegion.anonymous(size: UsageRing.byteCount(records: records)), records: records,
+                     id: Array(0..<16))
 }
 
 private func record(_ number: Int, producer: UInt8 = 1) -> UsageRecord {
@@ -88,6 +89,30 @@ struct UsageRingTests {
         #expect(ring.statistics.pending == 0)
         #expect(ring.append(record(99)))
         #expect(reader.peek(limit: 100, now: 0).map(\.at) == [99])
+    }
+
+    @Test("records the database already has are freed unread, up to the first one not published")
+    func markStored() throws {
+        let ring = try makeRing(records: 16)
+        #expect(ring.id == Array(0..<16))
+        for number in 0..<5 { ring.append(record(number)) }
+        let reader = UsageRing.Reader(ring)
+        #expect(reader.position == 0)
+        #expect(reader.markStored(through: 3) == 3)
+        #expect(reader.position == 3 && ring.statistics.drained == 3)
+        #expect(reader.peek(limit: 10, now: 0).map(\.at) == [3, 4])
+        // Beyond what was published: stops there (an unpublished record was never stored).
+        ring.simulateProducerDyingAfterClaim()
+        #expect(reader.markStored(through: 10) == 2)
+        #expect(reader.position == 5)
+        // Cells a reader freed before dying count as stored too.
+        for number in 6..<9 { ring.append(record(number)) }
+        let fresh = try makeRing(records: 16)
+        for number in 0..<4 { fresh.append(record(number)) }
+        fresh.simulateReaderDyingMidCommit(count: 2)
+        let next = UsageRing.Reader(fresh)
+        #expect(next.markStored(through: 3) == 3)
+        #expect(next.peek(limit: 10, now: 0).map(\.at) == [3])
     }
 
     @Test("a cell claimed by a producer that died is skipped after the stall timeout, and counted as lost")

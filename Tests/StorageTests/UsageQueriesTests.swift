@@ -7,10 +7,7 @@ import Postgres
 struct UsageQueriesTests {
     @Test("paging returns every request exactly once, also when many share one microsecond")
     func pagingWithTies() throws {
-        let migrations = try Migration.load(directory: repositoryMigrationsDirectory)
-        try withFreshDatabase { (url: String) throws in
-            let db = PostgresConnection(connectionString: url)
-            try MigrationRunner(connection: db, migrations: migrations).up()
+        try withMigratedDatabase { db in
             let key = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
             let base: Int64 = 1_795_262_400_000_000
             // 9 requests in one microsecond (two workers finishing together, and more),
@@ -44,6 +41,47 @@ struct UsageQueriesTests {
             // The same statement stored the quota counts: all 14 on that UTC day.
             let counted = try db.query("SELECT day::text AS day, requests FROM api_key_quota_usage WHERE key_id = \(key)::uuid")
             #expect(try counted.map { "\(try $0.decode("day", as: String.self)) \(try $0.decode("requests", as: Int.self))" } == ["2026-11-21 14"])
+        }
+    }
+
+    @Test("a batch records in its own transaction how far its ring is stored; the position never goes back")
+    func ringProgress() throws {
+        try withMigratedDatabase { db in
+            let ring = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", other = "1a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+            let key = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
+            #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 0)
+            try db.transaction { db in
+                try UsageWriter.write([row(key, at: 1_795_262_400_000_000, path: "/a", status: 200)],
+                                      progress: UsageWriter.Progress(ringID: ring, through: 7), on: db)
+            }
+            #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 7)
+            #expect(try UsageWriter.storedThrough(ringID: other, on: db) == 0)
+            // A batch rolled back records nothing.
+            _ = try? db.transaction { db in
+                try UsageWriter.write([row(key, at: 1_795_262_400_000_001, path: "/b", status: 200)],
+                                      progress: UsageWriter.Progress(ringID: ring, through: 9), on: db)
+                throw StoreError.invalidCursor
+            }
+            #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 7)
+            // One stored record by record after a later batch: the position stays the furthest.
+            try UsageWriter.write([], progress: UsageWriter.Progress(ringID: ring, through: 5), on: db)
+            #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 7)
+            // Rings gone for 30 days are forgotten with the partition maintenance.
+            try db.query("UPDATE usage_ring_progress SET updated_at = now() - interval '31 days' WHERE ring_id = \(ring)::uuid")
+            _ = try UsageWriter.maintainPartitions(retentionDays: 0, on: db)
+            #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 0)
+            let count = try db.query("SELECT count(*) AS n FROM api_key_usage WHERE key_id = \(key)::uuid").first?.decode("n", as: Int.self)
+            #expect(count == 1)
+        }
+    }
+
+    /// A fresh database with every migration applied, for `body`.
+    private func withMigratedDatabase(_ body: (PostgresConnection) throws -> Void) throws {
+        let migrations = try Migration.load(directory: repositoryMigrationsDirectory)
+        try withFreshDatabase { (url: String) throws in
+            let db = PostgresConnection(connectionString: url)
+            try MigrationRunner(connection: db, migrations: migrations).up()
+            try body(db)
         }
     }
 

@@ -16,6 +16,8 @@ public final class PostgresConnection {
     /// Whether `query(_:_:)` may keep statements prepared on the server.
     public let usesPreparedStatements: Bool
     private var handle: OpaquePointer?
+    /// Set by `transaction` for its whole length, also after the connection broke in it:
+    /// then nothing may reconnect (the rest would run outside the transaction) or retry.
     private var inTransaction = false
     /// The statements prepared on the current connection (gone with it).
     private var prepared: Set<String> = []
@@ -39,11 +41,10 @@ public final class PostgresConnection {
         return PQstatus(handle) == CONNECTION_OK
     }
 
-    /// Drops the connection; the next statement reconnects.
+    /// Drops the connection; the next statement reconnects (outside a transaction).
     public func disconnect() {
         if let handle { PQfinish(handle) }
         handle = nil
-        inTransaction = false
         prepared.removeAll()
     }
 
@@ -51,6 +52,11 @@ public final class PostgresConnection {
         if let handle {
             if PQstatus(handle) == CONNECTION_OK { return handle }
             disconnect()
+        }
+        // A fresh connection in the middle of a transaction would run the rest of it in
+        // autocommit: a half-applied change reported as committed.
+        guard !inTransaction else {
+            throw PostgresError(kind: .unavailable, sqlState: nil, message: "the connection was lost in the middle of a transaction")
         }
         guard let fresh = PQconnectdb(connectionString) else {
             throw PostgresError(kind: .unavailable, sqlState: nil, message: "out of memory allocating a connection")
@@ -172,7 +178,8 @@ public final class PostgresConnection {
         }
         defer { PQclear(result) }
         switch PQresultStatus(result) {
-        case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            // (Empty: a script of comments only, such as a migration's empty down part.)
             return Self.rows(of: result)
         default:
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
@@ -230,9 +237,8 @@ public final class PostgresConnection {
         inTransaction = true
         defer { inTransaction = false }
         do {
-            if statementTimeoutMilliseconds > 0 {
-                try query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)"))
-            }
+            // Always, 0 included: 0 must turn off a role's default timeout too (migrations).
+            try query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)"))
             let value = try body(self)
             try query("COMMIT")
             return value

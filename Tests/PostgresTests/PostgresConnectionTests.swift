@@ -178,6 +178,39 @@ struct PostgresConnectionTests {
         #expect(try db.query("SELECT 1 AS one").first?.decode("one", as: Int.self) == 1)
     }
 
+    @Test("a statement timeout of 0 turns off the session's (or role's) own default")
+    func statementTimeoutZero() throws {
+        let db = PostgresConnection(connectionString: try databaseURL(), statementTimeoutMilliseconds: 0)
+        try db.query("SET statement_timeout = 100") // as a role default would
+        try db.transaction { db in try db.query("SELECT pg_sleep(0.3)") }
+        #expect(throws: PostgresError.self) { try db.query("SELECT pg_sleep(0.3)") } // outside: the default holds
+    }
+
+    @Test("a connection lost in a transaction fails it: nothing runs in autocommit on a new one")
+    func connectionLostInTransaction() throws {
+        try withTable("n int") { db, tx in
+            do {
+                try db.transaction { db in
+                    try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (1)")
+                    _ = try? db.query("SELECT pg_terminate_backend(pg_backend_pid())")
+                    try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (2)")
+                }
+                Issue.record("the transaction reported success after its connection died")
+            } catch let error as PostgresError {
+                #expect(error.kind == .unavailable)
+            }
+            // The next statement reconnects; neither insert is there.
+            #expect(try db.query("SELECT count(*) AS n FROM \(unsafeSQL: tx)").first?.decode("n", as: Int.self) == 0)
+        }
+    }
+
+    @Test("a script of comments only is no error (an empty migration part)")
+    func emptyScript() throws {
+        let db = PostgresConnection(connectionString: try databaseURL())
+        try db.execute(script: "-- nothing to undo\n")
+        try db.transaction { db in try db.execute(script: "  ") }
+    }
+
     @Test("transactions commit on return and roll back on throw")
     func transactions() throws {
         try withTable("n int") { db, tx in

@@ -126,6 +126,8 @@ public struct Application: Sendable {
         } catch StoreError.database(let error) {
             response = ProblemRenderer.response(for: DatabaseProblem.from(error, logger: context.logger, requestID: request.requestID),
                                                 requestID: request.requestID)
+        } catch StoreError.conflict(let detail) {
+            response = ProblemRenderer.response(for: Problem(.conflict, detail: detail), requestID: request.requestID)
         } catch StoreError.invalidCursor {
             response = ProblemRenderer.response(for: Problem(.badRequest, detail: "The cursor is not valid; use next_cursor from a previous page.", field: "cursor"),
                                                 requestID: request.requestID)

@@ -174,6 +174,7 @@ extension OperatorActions {
     public static func message(for error: any Error) -> String {
         if let problem = error as? Problem { return "\(problem.status.code): \(problem.detail)" }
         if let problem = error as? any HTTPError { return "\(problem.status.code): \(problem.detail)" }
+        if case StoreError.conflict(let detail) = error { return "409: \(detail)" }
         var database: PostgresError?
         if case StoreError.database(let underlying) = error { database = underlying }
         if let direct = error as? PostgresError { database = direct }

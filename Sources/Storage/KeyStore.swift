@@ -59,7 +59,7 @@ public final class KeyStore {
         var result: [KeyRecord] = []
         for row in rows {
             do { result.append(try record(row, keyHash: keyHash)) } catch {
-                throw .database(PostgresError(kind: .other, sqlState: nil, message: error.description))
+                throw .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
             }
         }
         return result
@@ -167,13 +167,26 @@ public final class KeyStore {
     }
 
     /// Rotation in one transaction: the new key (same attributes) and the old key's new
-    /// expiry (`now + grace`). Nil when no such key.
+    /// expiry (`now + grace`). Nil when no such key; `.conflict` when, under its row lock,
+    /// the key is no longer active (a revocation or a rotation without grace committed
+    /// while this one waited for the lock).
     public func rotate(id: String, newHash: [UInt8], newPrefix: String, graceSeconds: Int, by actor: Actor) throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? {
         guard isUUID(id) else { return nil }
         return try transaction { db throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? in
-            guard let old = try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE id = \(id)::uuid FOR UPDATE") }).first else {
-                return nil
+            let locked = try storage {
+                try db.query("""
+                    SELECT \(unsafeSQL: Self.columns), active AND coalesce(expires_at > clock_timestamp(), true) AS usable
+                    FROM api_keys WHERE id = \(id)::uuid FOR UPDATE
+                    """)
             }
+            guard let row = locked.first, let old = try Self.records(locked).first else { return nil }
+            let usable: Bool
+            do { usable = try row.decode("usable") } catch {
+                throw .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
+            }
+            // (clock_timestamp: a rotation that committed while this one waited set the expiry
+            // to its own now(), which may be later than this transaction's.)
+            guard usable else { throw .conflict("Only an active key can be rotated.") }
             let new = try insert(NewKey(hash: newHash, keyPrefix: newPrefix, name: old.name, environment: old.environment,
                                         userID: old.userID, scopes: old.scopes, allowedPaths: old.allowedPaths,
                                         allowedIPs: old.allowedIPs, limits: old.limits, expiresAt: old.expiresAt,

@@ -162,11 +162,14 @@ public struct Page<Item: Sendable>: Sendable {
 
 public enum StoreError: Error, CustomStringConvertible {
     case invalidCursor
+    /// The row is not in a state that allows the change (found so under its row lock).
+    case conflict(String)
     case database(PostgresError)
 
     public var description: String {
         switch self {
         case .invalidCursor: return "the cursor is not one this service issued"
+        case .conflict(let detail): return detail
         case .database(let error): return error.description
         }
     }

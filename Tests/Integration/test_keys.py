@@ -279,6 +279,38 @@ def test_rotation_without_and_with_grace(api):
     problem(api.call("POST", f"{ADMIN}/api-keys/{graced['id']}/rotate", json={}), 409)  # expired keys do not rotate
 
 
+def test_a_rotation_waiting_on_a_revocation_finds_the_key_revoked(api):
+    # Rotations pass the route's check while the key is active, then wait for its row
+    # lock, which a revocation holds. Once it commits they must see the key revoked (409),
+    # not give a revoked key a live successor.
+    from concurrent.futures import ThreadPoolExecutor
+    from test_database import pg_env, psql
+    key = api.create_key(scopes=["self"])
+    holder = subprocess.Popen(
+        ["psql", "-X", "-q", "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"), "-U", "postgres", "-d", "keygate", "-c",
+         f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{key['id']}' FOR UPDATE; SELECT pg_sleep(1.5); "
+         f"UPDATE api_keys SET active = false, revoked_at = now() WHERE id = '{key['id']}'; COMMIT;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()").stdout.strip() != "1":
+            assert time.monotonic() < deadline, "the row lock was never taken"
+            time.sleep(0.02)
+
+        def rotate(_):
+            return api.stack.session().post(api.stack.base + f"{ADMIN}/api-keys/{key['id']}/rotate",
+                                            json={"grace_period_seconds": 3600}, headers={"X-API-Key": api.key}, timeout=10)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(rotate, range(2)))
+    finally:
+        holder.wait(timeout=10)
+    CREATED_KEYS.extend(r.json()["key"] for r in results if r.status_code == 201)
+    assert [r.status_code for r in results] == [409, 409], [r.text for r in results]
+    items = api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"]
+    assert not [k for k in items if k["rotated_from"] == key["id"]]
+
+
 def test_key_audit_and_usage_routes_answer(api):
     key = api.create_key(scopes=["self"], quota_daily=100)
     log = api.call("GET", f"{ADMIN}/api-keys/{key['id']}/audit").json()

@@ -69,8 +69,8 @@ public final class SymbolStore {
         try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM tracked_symbols WHERE symbol = \(symbol)") }).first
     }
 
-    /// Ordered by id (identities only grow), so a cursor never skips or repeats a row while
-    /// others are being added.
+    /// Ordered by id (identities only grow), so a cursor never repeats a row. (A row whose
+    /// transaction commits after that of a higher id already paged past is not seen.)
     public func list(_ filter: SymbolFilter, limit: Int, cursor: String?) throws(StoreError) -> Page<SymbolRecord> {
         var after: Int?
         if let cursor {

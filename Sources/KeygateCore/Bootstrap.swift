@@ -20,6 +20,10 @@ public enum Bootstrap {
 
         var rawKey: String?
         var keyID: String?
+        // Two bootstraps at once (hosts deployed together) must not both find no admin:
+        // the count and the create hold a session lock (released with the connection too).
+        try connection.query("SELECT pg_advisory_lock(\(Self.adminLockKey))")
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.adminLockKey))") }
         let existing = try connection.query("SELECT count(*) AS n FROM api_keys WHERE 'admin' = ANY(scopes) AND active AND (expires_at IS NULL OR expires_at > now())")
         let activeAdmins = try existing.first?.decode("n", as: Int.self) ?? 0
         if force || activeAdmins == 0 {
@@ -36,7 +40,11 @@ public enum Bootstrap {
                        seededSymbols: try seedSymbols(directory: configuration.migrationsDirectory + "/seeds", on: connection))
     }
 
-    /// Inserts `seeds/core-symbols.csv` rows that are not there yet; returns how many.
+    /// The advisory lock around the first admin key ("keygate bootstrap admin").
+    static let adminLockKey: Int64 = 0x6B65_7967_6174_6501
+
+    /// Inserts `seeds/core-symbols.csv` rows that are not there yet, each with its audit
+    /// row; returns how many.
     static func seedSymbols(directory: String, on connection: PostgresConnection) throws -> Int {
         guard let bytes = Files.read(directory + "/core-symbols.csv"), let text = String(validating: bytes, as: UTF8.self) else {
             return 0
@@ -48,11 +56,7 @@ public enum Bootstrap {
                   let symbol = try? SymbolValidation.canonical(fields[0], assetClass: assetClass) else {
                 throw CLIValueError("core-symbols.csv: '\(line)' is not a valid symbol,asset_class line")
             }
-            let rows = try connection.query("""
-                INSERT INTO tracked_symbols (symbol, asset_class) VALUES (\(symbol), \(assetClass))
-                ON CONFLICT (symbol) DO NOTHING
-                """)
-            inserted += rows.affectedRows
+            if try SymbolStore(connection: connection).seed(symbol, assetClass: assetClass, by: .operatorOnHost) { inserted += 1 }
         }
         return inserted
     }

@@ -95,6 +95,23 @@ public final class SymbolStore {
         return Page(items: items, nextCursor: next)
     }
 
+    /// Adds a seed symbol unless the symbol is there already, active or removed (an operator's
+    /// removal stands): with its audit row, in one transaction. True when it was added.
+    public func seed(_ symbol: String, assetClass: String, by actor: Actor) throws(StoreError) -> Bool {
+        try storage {
+            try db.transaction { db -> Bool in
+                let rows = try db.query("""
+                    INSERT INTO tracked_symbols (symbol, asset_class) VALUES (\(symbol), \(assetClass))
+                    ON CONFLICT (symbol) DO NOTHING
+                    """)
+                guard rows.affectedRows == 1 else { return false }
+                try Audit.append(action: "symbol.added", targetType: "symbol", targetID: symbol, by: actor,
+                                 details: ["asset_class": assetClass, "source": "bootstrap seed"], on: db)
+                return true
+            }
+        }
+    }
+
     /// Adds a symbol, or reactivates a removed one (keeping its id and history).
     public func add(_ symbol: String, assetClass: String, by actor: Actor) throws(StoreError) -> SymbolAddition {
         try storage {

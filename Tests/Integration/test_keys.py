@@ -450,6 +450,40 @@ def test_bootstrap_twice_makes_one_admin_key(stack):
     assert admins() == 2
 
 
+def test_bootstraps_at_once_on_an_empty_database_make_one_admin_key_and_audit_the_seeds(stack):
+    # Two hosts deployed together: several bootstraps race on a database with no admin.
+    from concurrent.futures import ThreadPoolExecutor
+    from test_database import psql
+    db = "kg_bootstrap_race"
+    psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+    psql(f"CREATE DATABASE {db} OWNER keygate", db="postgres")
+    try:
+        config = os.path.join(stack.run, "bootstrap-race.conf")
+        with open(config, "w") as out:
+            for key, value in stack.settings().items():
+                if key in ("database_url", "database_direct_url"):
+                    value = value.replace("dbname=keygate", f"dbname={db}")
+                out.write(f"{key} = {value}\n")
+
+        def bootstrap(_):
+            return subprocess.run([stack.bin, "bootstrap", "--config", config], capture_output=True, text=True, timeout=60)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            runs = list(pool.map(bootstrap, range(4)))
+        assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+        printed = [r.stdout.strip() for r in runs if r.stdout.strip()]
+        CREATED_KEYS.extend(printed)
+        assert len(printed) == 1 and printed[0].startswith("mdw_live_")
+        assert psql("SELECT count(*) FROM api_keys WHERE 'admin' = ANY(scopes)", db=db).stdout.strip() == "1"
+        # Every seeded symbol has its audit row (by the operator on the host: no actor key).
+        seeded = psql("SELECT count(*) FROM tracked_symbols", db=db).stdout.strip()
+        audited = psql("SELECT count(*) FROM audit_log WHERE action = 'symbol.added' AND actor_key_id IS NULL "
+                       "AND details->>'source' = 'bootstrap seed'", db=db).stdout.strip()
+        assert int(seeded) > 0 and audited == seeded
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+
+
 def test_zz_no_raw_key_in_the_database_or_any_log(stack):
     """Runs last in this module (zz): every raw key the tests saw, searched for everywhere."""
     assert len(CREATED_KEYS) > 20

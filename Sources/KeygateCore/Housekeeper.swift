@@ -147,14 +147,10 @@ final class Housekeeper {
     /// transaction also records `through`, the ring position the batch brings it to.
     private func store(_ rows: [UsageRow], through: Int) throws(StoreError) {
         do {
-            let progress = UsageWriter.Progress(ringID: ringID, through: through)
+            let progress = UsageWriter.Progress(ringID: ringID, from: reader.position, through: through)
             try database.transaction { db in try UsageWriter.write(rows, progress: progress, on: db) }
-        } catch let error as StoreError {
-            throw error
-        } catch let error as PostgresError {
-            throw .database(error)
         } catch {
-            throw .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
+            throw Self.storeError(error)
         }
     }
 
@@ -169,18 +165,24 @@ final class Housekeeper {
         }
     }
 
-    /// The workers have stopped: stores what is left in the ring, trying for up to 5 s
-    /// (the database may be briefly away; a cell a killed worker claimed is skipped after
-    /// the ring's stall timeout), then says what it could not store: the ring goes with
-    /// the master.
+    /// Asked to stop: stores what the ring held at that moment, trying for up to 5 s (the
+    /// database may be briefly away; a cell a killed worker claimed is skipped after the
+    /// ring's stall timeout), then says what it could not store. On a reload the new
+    /// workers keep appending and the next housekeeper stores the rest, so it does not
+    /// chase them; on a full stop the workers are gone already and the ring goes with the
+    /// master.
     func finalDrain() {
         let deadline = Clock.monotonicMicroseconds() + 5_000_000
-        while host.usage.statistics.pending > 0 && Clock.monotonicMicroseconds() < deadline {
+        let target = reader.position + host.usage.statistics.pending
+        while reader.position < target && Clock.monotonicMicroseconds() < deadline {
             heartbeat()
             if drain(now: Clock.wallMicroseconds()) == 0 { Clock.pause(microseconds: 50_000) }
         }
-        let left = host.usage.statistics.pending
-        if left > 0 { logger.error("usage records not stored at stop; they are lost", [("records", String(left))]) }
+        let left = target - reader.position
+        if left > 0 {
+            logger.error("usage records not stored before this housekeeper stopped (a reload's next housekeeper stores them; a full stop loses them)",
+                         [("records", String(left))])
+        }
     }
 
     /// A batch the database did not take for a reason other than its content. Only an
@@ -188,9 +190,11 @@ final class Housekeeper {
     /// and quota loads to 503): a timeout, a lock or a deadlock on one batch says nothing
     /// about the workers' queries.
     private func storeFailed(_ error: StoreError, now: Int64) {
+        // Whatever failed, ask the database how far the ring is stored before the next try:
+        // a COMMIT may have gone through unanswered, or another transaction (a killed
+        // predecessor's, still committing) may have stored part of this batch (`.conflict`).
+        mustReconcile = true
         if case .database(let failure) = error, failure.kind == .unavailable {
-            // The COMMIT may have reached the server without its answer reaching us.
-            mustReconcile = true
             databaseReachable(false, now: now, error: error)
         } else if !reportedStoreFailure {
             reportedStoreFailure = true // once per spell, not every 250 ms
@@ -211,10 +215,16 @@ final class Housekeeper {
             mustReconcile = false
             return true
         } catch {
-            databaseReachable(false, now: now, error: error)
+            storeFailed(Self.storeError(error), now: now)
             Clock.pause(microseconds: 250_000)
             return false
         }
+    }
+
+    static func storeError(_ error: any Error) -> StoreError {
+        if let error = error as? StoreError { return error }
+        if let error = error as? PostgresError { return .database(error) }
+        return .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
     }
 
     /// A ring record as a database row; nil for one that cannot be (a damaged record).

@@ -39,15 +39,17 @@ public struct UsageRow: Sendable, Equatable {
 /// batch. Storing usage is the largest cost of a cached key check after the request
 /// itself (docs/benchmarks.md).
 public enum UsageWriter {
-    /// Where a batch came from: the ring's id and the position its last record leaves the
-    /// ring at. Recorded in the batch's transaction, so whether a batch was stored can be
-    /// asked afterwards (see migration 0007).
+    /// Where a batch came from: the ring's id and the positions of its first record and
+    /// just past its last. Recorded in the batch's transaction, so whether a batch was
+    /// stored can be asked afterwards (see migration 0007).
     public struct Progress: Sendable, Equatable {
         /// The ring's id as a UUID.
         public let ringID: String
+        public let from: Int
         public let through: Int
-        public init(ringID: String, through: Int) {
+        public init(ringID: String, from: Int, through: Int) {
             self.ringID = ringID
+            self.from = from
             self.through = through
         }
     }
@@ -127,16 +129,20 @@ public enum UsageWriter {
         }
     }
 
-    /// Creates this and next month's usage partitions; drops those wholly older than
-    /// `retentionDays` (0 = keep everything). Returns the partitions dropped.
+    /// Moves the ring's stored position from `progress.from` to `progress.through`, or
+    /// refuses (`.conflict`, the caller rolls back) when the position is already past
+    /// `from`: another transaction stored part of this batch (a killed predecessor's,
+    /// committed while this one ran; under READ COMMITTED the condition is checked again
+    /// once that transaction's row lock is released).
     static func record(_ progress: Progress, on db: PostgresConnection) throws(StoreError) {
-        try storage {
+        let rows = try storage {
             try db.query("""
                 INSERT INTO usage_ring_progress (ring_id, stored_through) VALUES (\(progress.ringID)::uuid, \(progress.through))
-                ON CONFLICT (ring_id) DO UPDATE
-                SET stored_through = greatest(usage_ring_progress.stored_through, excluded.stored_through), updated_at = now()
+                ON CONFLICT (ring_id) DO UPDATE SET stored_through = excluded.stored_through, updated_at = now()
+                WHERE usage_ring_progress.stored_through <= \(progress.from)
                 """)
         }
+        guard rows.affectedRows == 1 else { throw .conflict("part of this usage batch was stored by another transaction") }
     }
 
     /// The ring position up to which the ring `ringID` has been stored; 0 when never.
@@ -147,6 +153,9 @@ public enum UsageWriter {
         }
     }
 
+    /// Creates this and next month's usage partitions; drops those wholly older than
+    /// `retentionDays` (0 = keep everything), and forgets rings gone for 30 days. Returns
+    /// the partitions dropped.
     public static func maintainPartitions(retentionDays: Int, on db: PostgresConnection) throws(StoreError) -> Int {
         try storage {
             try db.query("SELECT keygate_ensure_usage_partitions(2)")

@@ -106,7 +106,6 @@ struct UsageRingTests {
         #expect(reader.markStored(through: 10) == 2)
         #expect(reader.position == 5)
         // Cells a reader freed before dying count as stored too.
-        for number in 6..<9 { ring.append(record(number)) }
         let fresh = try makeRing(records: 16)
         for number in 0..<4 { fresh.append(record(number)) }
         fresh.simulateReaderDyingMidCommit(count: 2)

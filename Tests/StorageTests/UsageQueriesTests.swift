@@ -44,7 +44,7 @@ struct UsageQueriesTests {
         }
     }
 
-    @Test("a batch records in its own transaction how far its ring is stored; the position never goes back")
+    @Test("a batch records in its own transaction how far its ring is stored, and is refused if another stored part of it")
     func ringProgress() throws {
         try withMigratedDatabase { db in
             let ring = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", other = "1a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -52,20 +52,30 @@ struct UsageQueriesTests {
             #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 0)
             try db.transaction { db in
                 try UsageWriter.write([row(key, at: 1_795_262_400_000_000, path: "/a", status: 200)],
-                                      progress: UsageWriter.Progress(ringID: ring, through: 7), on: db)
+                                      progress: UsageWriter.Progress(ringID: ring, from: 0, through: 7), on: db)
             }
             #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 7)
             #expect(try UsageWriter.storedThrough(ringID: other, on: db) == 0)
             // A batch rolled back records nothing.
             _ = try? db.transaction { db in
                 try UsageWriter.write([row(key, at: 1_795_262_400_000_001, path: "/b", status: 200)],
-                                      progress: UsageWriter.Progress(ringID: ring, through: 9), on: db)
+                                      progress: UsageWriter.Progress(ringID: ring, from: 7, through: 9), on: db)
                 throw StoreError.invalidCursor
             }
             #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 7)
-            // One stored record by record after a later batch: the position stays the furthest.
-            try UsageWriter.write([], progress: UsageWriter.Progress(ringID: ring, through: 5), on: db)
+            // A batch from 3 when 7 is stored already (a predecessor's transaction got there
+            // first): refused, so the caller rolls back instead of storing 3-6 again.
+            let overlap = #expect(throws: StoreError.self) {
+                try db.transaction { db in
+                    try UsageWriter.write([self.row(key, at: 1_795_262_400_000_002, path: "/c", status: 200)],
+                                          progress: UsageWriter.Progress(ringID: ring, from: 3, through: 9), on: db)
+                }
+            }
+            if case .conflict = overlap {} else { Issue.record("expected a conflict, got \(String(describing: overlap))") }
             #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 7)
+            // From where it stands (or beyond, after cells skipped as lost): accepted.
+            try UsageWriter.write([], progress: UsageWriter.Progress(ringID: ring, from: 9, through: 12), on: db)
+            #expect(try UsageWriter.storedThrough(ringID: ring, on: db) == 12)
             // Rings gone for 30 days are forgotten with the partition maintenance.
             try db.query("UPDATE usage_ring_progress SET updated_at = now() - interval '31 days' WHERE ring_id = \(ring)::uuid")
             _ = try UsageWriter.maintainPartitions(retentionDays: 0, on: db)

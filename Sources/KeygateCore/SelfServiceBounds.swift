@@ -59,6 +59,32 @@ enum SelfServiceBounds {
         return asked
     }
 
+    /// Rotating hands the caller a new key with `target`'s attributes, so a caller may
+    /// rotate only a key no looser than itself: each of its limits set at most as high,
+    /// inside its networks and paths, expiring no later. (A restricted key must not turn
+    /// into an unrestricted sibling's successor.)
+    static func mayRotate(_ target: KeyRecord, by caller: KeyRecord) throws(Problem) {
+        guard target.id != caller.id else { return }
+        let refusal = Problem(.forbidden, detail: "A key can rotate only keys with no looser limits, networks, paths or expiry than its own.")
+        let pairs = [(target.limits.rateLimitPerMinute, caller.limits.rateLimitPerMinute), (target.limits.rateLimitPerHour, caller.limits.rateLimitPerHour),
+                     (target.limits.burst, caller.limits.burst), (target.limits.quotaDaily, caller.limits.quotaDaily),
+                     (target.limits.quotaMonthly, caller.limits.quotaMonthly)]
+        for (theirs, own) in pairs {
+            if let own { guard let theirs, theirs <= own else { throw refusal } }
+        }
+        if !caller.allowedIPs.isEmpty {
+            let own = caller.allowedIPs.compactMap(IPNetwork.init)
+            guard !target.allowedIPs.isEmpty, target.allowedIPs.allSatisfy({ text in
+                IPNetwork(text).map { network in own.contains { $0.contains(network) } } ?? false
+            }) else { throw refusal }
+        }
+        if !caller.allowedPaths.isEmpty {
+            guard !target.allowedPaths.isEmpty,
+                  target.allowedPaths.allSatisfy({ path in caller.allowedPaths.contains { Authenticator.pathIsUnder(path, $0) } }) else { throw refusal }
+        }
+        if let own = caller.expiresAt { guard let theirs = target.expiresAt, theirs <= own else { throw refusal } }
+    }
+
     private static func refuse(_ field: String, _ message: String) -> Problem {
         Problem(.forbidden, detail: "Field '\(field)' \(message).", field: field)
     }

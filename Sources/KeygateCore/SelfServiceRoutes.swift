@@ -48,6 +48,7 @@ enum SelfServiceRoutes {
         router.post("/api/v1/auth/keys/{id}/rotate") { request, context in
             let caller = try Authenticator.authenticate(request, context, scope: "self")
             let target = try ownKey(request, caller, context)
+            try SelfServiceBounds.mayRotate(target, by: caller)
             let (new, raw) = try KeyIssuer.rotate(target, body: request.body, caller: caller, request: request, context: context)
             return .json(KeyMetadata(record: new, key: raw), status: .created)
         }

@@ -379,7 +379,7 @@ def test_self_service_manages_only_the_callers_users_keys(api):
 
 def test_self_service_keys_get_no_more_than_the_key_making_them(api):
     user = api.call("POST", ADMIN + "/users", json={"email": f"carol-{uuid.uuid4().hex[:6]}@example.com"}).json()  # free plan
-    maker = api.create_key(scopes=["self"], user_id=user["id"], rate_limit_per_minute=30, allowed_ips=["127.0.0.0/8"],
+    maker = api.create_key(scopes=["self"], user_id=user["id"], rate_limit_per_minute=30, burst=100, allowed_ips=["127.0.0.0/8"],
                            allowed_paths=["/api/v1/auth"], expires_in_days=7)
 
     def make(**body):
@@ -409,7 +409,17 @@ def test_self_service_keys_get_no_more_than_the_key_making_them(api):
         assert problem(make(**body), 403)["field"] == field
     assert count() == before
     # The admin route sets what the operator asks for, plan or not.
-    assert api.create_key(user_id=user["id"], rate_limit_per_minute=1000)["rate_limit_per_minute"] == 1000
+    sibling = api.create_key(scopes=["self"], user_id=user["id"], rate_limit_per_minute=1000, burst=100)
+    assert sibling["rate_limit_per_minute"] == 1000
+    # Rotating hands over a key with the target's attributes: not a looser sibling's...
+    problem(api.call("POST", f"/api/v1/auth/keys/{sibling['id']}/rotate", key=maker["key"], json={}), 403)
+    # ...but the maker's own, or a key no looser than it (the sibling may rotate the maker).
+    r = api.call("POST", f"/api/v1/auth/keys/{made['id']}/rotate", key=maker["key"], json={"grace_period_seconds": 60})
+    assert r.status_code == 201, r.text
+    CREATED_KEYS.append(r.json()["key"])
+    r = api.call("POST", f"/api/v1/auth/keys/{maker['id']}/rotate", key=sibling["key"], json={"grace_period_seconds": 60})
+    assert r.status_code == 201, r.text
+    CREATED_KEYS.append(r.json()["key"])
 
 
 def test_allowed_ips_are_checked_as_postgresql_stores_them(api):
@@ -420,6 +430,8 @@ def test_allowed_ips_are_checked_as_postgresql_stores_them(api):
     # matches the IPv4 address nginx passes.
     mapped = api.create_key(scopes=["self"], allowed_ips=["::ffff:127.0.0.1"])
     assert api.call("GET", "/api/v1/auth/key", key=mapped["key"]).status_code == 200
+    block = api.create_key(scopes=["self"], allowed_ips=["::ffff:127.0.0.0/104"])  # 127.0.0.0/8, mapped
+    assert api.call("GET", "/api/v1/auth/key", key=block["key"]).status_code == 200
     elsewhere = api.create_key(scopes=["self"], allowed_ips=["::ffff:10.0.0.0/104"])
     problem(api.call("GET", "/api/v1/auth/key", key=elsewhere["key"]), 403)
 

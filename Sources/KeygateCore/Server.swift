@@ -114,6 +114,8 @@ public enum Server {
     static func keepingRestartOnlySettings(_ reloaded: Configuration, of current: Configuration) -> Configuration {
         var applied = reloaded
         applied.listen = current.listen
+        applied.listenMode = current.listenMode
+        applied.listenBacklog = current.listenBacklog
         applied.runtimeDirectory = current.runtimeDirectory
         applied.keyCacheEntries = current.keyCacheEntries
         applied.rateLimitEntries = current.rateLimitEntries

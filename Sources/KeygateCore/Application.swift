@@ -128,6 +128,8 @@ public struct Application: Sendable {
                                                 requestID: request.requestID)
         } catch StoreError.conflict(let detail) {
             response = ProblemRenderer.response(for: Problem(.conflict, detail: detail), requestID: request.requestID)
+        } catch StoreError.forbidden(let detail) {
+            response = ProblemRenderer.response(for: Problem(.forbidden, detail: detail), requestID: request.requestID)
         } catch StoreError.invalidCursor {
             response = ProblemRenderer.response(for: Problem(.badRequest, detail: "The cursor is not valid; use next_cursor from a previous page.", field: "cursor"),
                                                 requestID: request.requestID)

@@ -194,8 +194,10 @@ enum KeyIssuer {
         }
         let environment: KeyEnvironment = target.environment == "test" ? .test : .live
         let raw = try APIKey.generate(prefix: context.configuration.keyPrefix, environment: environment)
+        // The scopes checked above are checked again under the row lock (an edit may commit in between).
         guard let (old, new) = try context.requireKeys().rotate(id: target.id, newHash: try context.requireHasher().hash(raw),
-                                                              newPrefix: raw.displayPrefix, graceSeconds: grace, by: request.actor(caller)) else {
+                                                              newPrefix: raw.displayPrefix, graceSeconds: grace, by: request.actor(caller),
+                                                              permits: { Scope.canGrant(caller.scopes, $0.scopes) }) else {
             throw Problem.notFound("No such API key.")
         }
         context.directory?.invalidate(old, new)

@@ -175,6 +175,7 @@ extension OperatorActions {
         if let problem = error as? Problem { return "\(problem.status.code): \(problem.detail)" }
         if let problem = error as? any HTTPError { return "\(problem.status.code): \(problem.detail)" }
         if case StoreError.conflict(let detail) = error { return "409: \(detail)" }
+        if case StoreError.forbidden(let detail) = error { return "403: \(detail)" }
         var database: PostgresError?
         if case StoreError.database(let underlying) = error { database = underlying }
         if let direct = error as? PostgresError { database = direct }

@@ -170,7 +170,10 @@ public final class KeyStore {
     /// expiry (`now + grace`). Nil when no such key; `.conflict` when, under its row lock,
     /// the key is no longer active (a revocation or a rotation without grace committed
     /// while this one waited for the lock).
-    public func rotate(id: String, newHash: [UInt8], newPrefix: String, graceSeconds: Int, by actor: Actor) throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? {
+    /// `permits` decides, on the key as it is under the lock, whether the caller may rotate
+    /// it (its scopes may have changed since the caller's check).
+    public func rotate(id: String, newHash: [UInt8], newPrefix: String, graceSeconds: Int, by actor: Actor,
+                       permits: (KeyRecord) -> Bool = { _ in true }) throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? {
         guard isUUID(id) else { return nil }
         return try transaction { db throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? in
             let locked = try storage {
@@ -187,6 +190,7 @@ public final class KeyStore {
             // (clock_timestamp: a rotation that committed while this one waited set the expiry
             // to its own now(), which may be later than this transaction's.)
             guard usable else { throw .conflict("Only an active key can be rotated.") }
+            guard permits(old) else { throw .forbidden("A key cannot manage a key with scopes it does not hold itself.") }
             let new = try insert(NewKey(hash: newHash, keyPrefix: newPrefix, name: old.name, environment: old.environment,
                                         userID: old.userID, scopes: old.scopes, allowedPaths: old.allowedPaths,
                                         allowedIPs: old.allowedIPs, limits: old.limits, expiresAt: old.expiresAt,

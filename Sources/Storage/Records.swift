@@ -164,12 +164,14 @@ public enum StoreError: Error, CustomStringConvertible {
     case invalidCursor
     /// The row is not in a state that allows the change (found so under its row lock).
     case conflict(String)
+    /// The caller may not make this change to the row as it is under its row lock.
+    case forbidden(String)
     case database(PostgresError)
 
     public var description: String {
         switch self {
         case .invalidCursor: return "the cursor is not one this service issued"
-        case .conflict(let detail): return detail
+        case .conflict(let detail), .forbidden(let detail): return detail
         case .database(let error): return error.description
         }
     }

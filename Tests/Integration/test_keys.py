@@ -311,6 +311,32 @@ def test_a_rotation_waiting_on_a_revocation_finds_the_key_revoked(api):
     assert not [k for k in items if k["rotated_from"] == key["id"]]
 
 
+def test_a_rotation_waiting_on_a_scope_edit_checks_the_new_scopes(api):
+    # A keys:write key rotates a self key while an admin's edit, holding the row lock,
+    # gives that key 'admin'. Under the lock the rotation must see the new scopes: a
+    # successor with 'admin' would hand the caller a scope it does not hold.
+    from test_database import pg_env, psql
+    writer = api.create_key(scopes=["keys:write", "self"])
+    target = api.create_key(scopes=["self"])
+    holder = subprocess.Popen(
+        ["psql", "-X", "-q", "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"), "-U", "postgres", "-d", "keygate", "-c",
+         f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{target['id']}' FOR UPDATE; SELECT pg_sleep(1.2); "
+         f"UPDATE api_keys SET scopes = '{{self,admin}}' WHERE id = '{target['id']}'; COMMIT;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.2)%' AND pid <> pg_backend_pid()").stdout.strip() != "1":
+            assert time.monotonic() < deadline, "the row lock was never taken"
+            time.sleep(0.02)
+        r = api.call("POST", f"{ADMIN}/api-keys/{target['id']}/rotate", key=writer["key"], json={"grace_period_seconds": 60})
+    finally:
+        holder.wait(timeout=10)
+    if r.status_code == 201:
+        CREATED_KEYS.append(r.json()["key"])
+    problem(r, 403)
+    assert not [k for k in api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"] if k["rotated_from"] == target["id"]]
+
+
 def test_key_audit_and_usage_routes_answer(api):
     key = api.create_key(scopes=["self"], quota_daily=100)
     log = api.call("GET", f"{ADMIN}/api-keys/{key['id']}/audit").json()

@@ -1,5 +1,6 @@
 """PostgreSQL behind the pool: readiness, outages, migrations through the CLI, and the
 schema's own guarantees. The pool reaches the database through PgBouncer."""
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,25 @@ def psql(sql, db="keygate", user="postgres", check=True):
     if check:
         assert out.returncode == 0, out.stderr
     return out
+
+
+@contextlib.contextmanager
+def holding_key_row(key_id, seconds, then_sql=""):
+    """Another session holds the api_keys row of `key_id` FOR UPDATE for `seconds`, then
+    runs `then_sql` (as a concurrent edit would) and commits. Yields once the lock is held."""
+    tag = f"key-row-lock-{uuid.uuid4().hex}"
+    holder = subprocess.Popen(
+        ["psql", "-X", "-q", "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"), "-U", "postgres", "-d", "keygate", "-c",
+         f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{key_id}' FOR UPDATE; SELECT pg_sleep({seconds}) AS \"{tag}\"; {then_sql} COMMIT;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while psql(f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{tag}%' AND wait_event = 'PgSleep'").stdout.strip() != "1":
+            assert time.monotonic() < deadline, "the row lock was never taken"
+            time.sleep(0.02)
+        yield
+    finally:
+        holder.wait(timeout=seconds + 10)
 
 
 def pg_ctl(*args):

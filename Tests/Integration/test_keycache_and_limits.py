@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from test_database import pg_ctl, pg_env, psql
+from test_database import holding_key_row, pg_ctl, pg_env, psql
 from test_keys import ADMIN, CREATED_KEYS, Api, admin_key, problem  # noqa: F401 (fixture)
 
 
@@ -368,22 +368,14 @@ def test_a_usage_batch_that_times_out_does_not_mark_the_database_down(stack, api
     # keys with quotas, no cache bypass), and the batch is stored once the lock goes.
     pool = aux_pool(workers=2, statement_timeout=300)
     created = api.create_key(scopes=["self"])
-    holder = subprocess.Popen(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"), "-U", "postgres",
-         "-d", "keygate", "-c", f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{created['id']}' FOR UPDATE; SELECT pg_sleep(2.5); COMMIT;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: psql("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                              "WHERE l.locktype = 'transactionid' AND a.query LIKE '%FOR UPDATE%'").stdout.strip() != "0",
-                 message="the row lock taken")
+    with holding_key_row(created["id"], 2.5):
         assert own_key(api, created["key"], stack.aux_base).status_code == 200
         wait_for(lambda: "usage batch not stored; retrying" in pool.log_text(), timeout=5, message="the batch timed out")
         assert pool.status()["key_cache"].get("database_down_since") is None  # (absent while up)
         assert "database unreachable" not in pool.log_text()
-    finally:
-        holder.wait(timeout=10)
     wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{created['id']}'").stdout.strip() == "1",
              timeout=5, message="the batch stored after the lock")
+
 
 def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stack, api, aux_pool):
     cached = api.create_key(scopes=["symbols:read"])

@@ -284,27 +284,16 @@ def test_a_rotation_waiting_on_a_revocation_finds_the_key_revoked(api):
     # lock, which a revocation holds. Once it commits they must see the key revoked (409),
     # not give a revoked key a live successor.
     from concurrent.futures import ThreadPoolExecutor
-    from test_database import pg_env, psql
+    from test_database import holding_key_row
     key = api.create_key(scopes=["self"])
-    holder = subprocess.Popen(
-        ["psql", "-X", "-q", "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"), "-U", "postgres", "-d", "keygate", "-c",
-         f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{key['id']}' FOR UPDATE; SELECT pg_sleep(1.5); "
-         f"UPDATE api_keys SET active = false, revoked_at = now() WHERE id = '{key['id']}'; COMMIT;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()").stdout.strip() != "1":
-            assert time.monotonic() < deadline, "the row lock was never taken"
-            time.sleep(0.02)
 
-        def rotate(_):
-            return api.stack.session().post(api.stack.base + f"{ADMIN}/api-keys/{key['id']}/rotate",
-                                            json={"grace_period_seconds": 3600}, headers={"X-API-Key": api.key}, timeout=10)
+    def rotate(_):
+        return api.stack.session().post(api.stack.base + f"{ADMIN}/api-keys/{key['id']}/rotate",
+                                        json={"grace_period_seconds": 3600}, headers={"X-API-Key": api.key}, timeout=10)
 
+    with holding_key_row(key["id"], 1.5, then_sql=f"UPDATE api_keys SET active = false, revoked_at = now() WHERE id = '{key['id']}';"):
         with ThreadPoolExecutor(max_workers=2) as pool:
             results = list(pool.map(rotate, range(2)))
-    finally:
-        holder.wait(timeout=10)
     CREATED_KEYS.extend(r.json()["key"] for r in results if r.status_code == 201)
     assert [r.status_code for r in results] == [409, 409], [r.text for r in results]
     items = api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"]
@@ -315,22 +304,11 @@ def test_a_rotation_waiting_on_a_scope_edit_checks_the_new_scopes(api):
     # A keys:write key rotates a self key while an admin's edit, holding the row lock,
     # gives that key 'admin'. Under the lock the rotation must see the new scopes: a
     # successor with 'admin' would hand the caller a scope it does not hold.
-    from test_database import pg_env, psql
+    from test_database import holding_key_row
     writer = api.create_key(scopes=["keys:write", "self"])
     target = api.create_key(scopes=["self"])
-    holder = subprocess.Popen(
-        ["psql", "-X", "-q", "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"), "-U", "postgres", "-d", "keygate", "-c",
-         f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{target['id']}' FOR UPDATE; SELECT pg_sleep(1.2); "
-         f"UPDATE api_keys SET scopes = '{{self,admin}}' WHERE id = '{target['id']}'; COMMIT;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.2)%' AND pid <> pg_backend_pid()").stdout.strip() != "1":
-            assert time.monotonic() < deadline, "the row lock was never taken"
-            time.sleep(0.02)
+    with holding_key_row(target["id"], 1.2, then_sql=f"UPDATE api_keys SET scopes = '{{self,admin}}' WHERE id = '{target['id']}';"):
         r = api.call("POST", f"{ADMIN}/api-keys/{target['id']}/rotate", key=writer["key"], json={"grace_period_seconds": 60})
-    finally:
-        holder.wait(timeout=10)
     if r.status_code == 201:
         CREATED_KEYS.append(r.json()["key"])
     problem(r, 403)

@@ -25,13 +25,13 @@ def test_killed_worker_is_replaced_within_a_second(stack, aux_pool):
     assert pool.status()["restarts"]["crash"] == 1
 
 
-def test_sigterm_lets_in_flight_request_finish_then_exits_zero(stack, aux_pool):
-    pool = aux_pool(workers=2)
-    pids = pool.worker_pids()
+def _slow_request_in_flight(stack, pool, ms):
+    """Starts GET /debug/sleep?ms=… on the aux pool; returns once a worker is busy with it:
+    (the thread, a dict that gets the "response")."""
     result = {}
 
     def slow():
-        result["response"] = _get(stack, "/debug/sleep?ms=1500")
+        result["response"] = _get(stack, f"/debug/sleep?ms={ms}")
 
     thread = threading.Thread(target=slow)
     thread.start()
@@ -39,6 +39,13 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_zero(stack, aux_pool):
     while not any(w["state"] == "busy" for w in pool.status()["workers"]):
         assert time.monotonic() < deadline, "the slow request never reached a worker"
         time.sleep(0.02)
+    return thread, result
+
+
+def test_sigterm_lets_in_flight_request_finish_then_exits_zero(stack, aux_pool):
+    pool = aux_pool(workers=2)
+    pids = pool.worker_pids()
+    thread, result = _slow_request_in_flight(stack, pool, 1500)
     pool.signal(signal.SIGTERM)
     thread.join(10)
     assert result["response"].status_code == 200
@@ -55,17 +62,7 @@ def test_ctrl_c_to_the_whole_process_group_stops_in_order(stack, aux_pool):
     # children ignore it; the master stops them in order, so the request in flight ends
     # well and the housekeeper stores the usage last.
     pool = aux_pool(workers=2)
-    result = {}
-
-    def slow():
-        result["response"] = _get(stack, "/debug/sleep?ms=1000")
-
-    thread = threading.Thread(target=slow)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not any(w["state"] == "busy" for w in pool.status()["workers"]):
-        assert time.monotonic() < deadline, "the slow request never reached a worker"
-        time.sleep(0.02)
+    thread, result = _slow_request_in_flight(stack, pool, 1000)
     os.killpg(pool.process.pid, signal.SIGINT)
     thread.join(10)
     assert result["response"].status_code == 200

@@ -377,6 +377,21 @@ def test_a_usage_batch_that_times_out_does_not_mark_the_database_down(stack, api
              timeout=5, message="the batch stored after the lock")
 
 
+def test_a_stop_while_a_batch_cannot_be_stored_keeps_trying_then_stores_it(stack, api, aux_pool):
+    # The housekeeper is asked to stop while the database turns its batch away (a row lock
+    # past the statement timeout). Its final drain must keep trying for its 5 s, and store
+    # the batch once the lock goes, before the pool exits and the ring is gone.
+    pool = aux_pool(workers=1, statement_timeout=300)
+    created = api.create_key(scopes=["self"])
+    with holding_key_row(created["id"], 1.5):
+        assert [own_key(api, created["key"], stack.aux_base).status_code for _ in range(3)] == [200] * 3
+        wait_for(lambda: "usage batch not stored; retrying" in pool.log_text(), timeout=5, message="the batch held back")
+        pool.signal(signal.SIGTERM)
+    assert pool.process.wait(timeout=15) == 0
+    assert psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{created['id']}'").stdout.strip() == "3"
+    assert "not stored before this housekeeper stopped" not in pool.log_text()
+
+
 def test_postgres_down_cached_keys_verify_uncached_get_503_and_all_recovers(stack, api, aux_pool):
     cached = api.create_key(scopes=["symbols:read"])
     uncached = api.create_key(scopes=["symbols:read"])

@@ -49,6 +49,7 @@ public enum Bootstrap {
         guard let bytes = Files.read(directory + "/core-symbols.csv"), let text = String(validating: bytes, as: UTF8.self) else {
             return 0
         }
+        let symbols = SymbolStore(connection: connection)
         var inserted = 0
         for line in text.split(separator: "\n") where !line.hasPrefix("#") && line.contains(",") {
             let fields = line.split(separator: ",").map { String($0).trimmingSpaces }
@@ -56,7 +57,7 @@ public enum Bootstrap {
                   let symbol = try? SymbolValidation.canonical(fields[0], assetClass: assetClass) else {
                 throw CLIValueError("core-symbols.csv: '\(line)' is not a valid symbol,asset_class line")
             }
-            if try SymbolStore(connection: connection).seed(symbol, assetClass: assetClass, by: .operatorOnHost) { inserted += 1 }
+            if try symbols.seed(symbol, assetClass: assetClass, by: .operatorOnHost) { inserted += 1 }
         }
         return inserted
     }

@@ -146,12 +146,8 @@ final class Housekeeper {
     /// retried behind our back (a retry after a lost reply could store it twice). The
     /// transaction also records `through`, the ring position the batch brings it to.
     private func store(_ rows: [UsageRow], through: Int) throws(StoreError) {
-        do {
-            let progress = UsageWriter.Progress(ringID: ringID, from: reader.position, through: through)
-            try database.transaction { db in try UsageWriter.write(rows, progress: progress, on: db) }
-        } catch {
-            throw Self.storeError(error)
-        }
+        let progress = UsageWriter.Progress(ringID: ringID, from: reader.position, through: through)
+        try storage { try database.transaction { db in try UsageWriter.write(rows, progress: progress, on: db) } }
     }
 
     /// Whether the database refused these rows for their content (a value out of range, a
@@ -205,9 +201,9 @@ final class Housekeeper {
     /// Frees, unread, the records the database says this ring has stored already. False
     /// when the database cannot say (the drain waits).
     private func reconcile(now: Int64) -> Bool {
-        do {
+        do throws(StoreError) {
             let ringID = self.ringID
-            let through = try database.transaction { db in try UsageWriter.storedThrough(ringID: ringID, on: db) }
+            let through = try storage { try database.transaction { db in try UsageWriter.storedThrough(ringID: ringID, on: db) } }
             let freed = reader.markStored(through: through)
             if freed > 0 {
                 logger.warning("usage already stored by an earlier attempt; freed, not stored again", [("records", String(freed))])
@@ -215,16 +211,10 @@ final class Housekeeper {
             mustReconcile = false
             return true
         } catch {
-            storeFailed(Self.storeError(error), now: now)
+            storeFailed(error, now: now)
             Clock.pause(microseconds: 250_000)
             return false
         }
-    }
-
-    static func storeError(_ error: any Error) -> StoreError {
-        if let error = error as? StoreError { return error }
-        if let error = error as? PostgresError { return .database(error) }
-        return .database(PostgresError(kind: .other, sqlState: nil, message: String(describing: error)))
     }
 
     /// A ring record as a database row; nil for one that cannot be (a damaged record).

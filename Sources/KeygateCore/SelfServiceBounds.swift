@@ -33,11 +33,8 @@ enum SelfServiceBounds {
     static func ips(_ asked: [String], caller: [String]) throws(Problem) -> [String] {
         guard !caller.isEmpty else { return asked }
         guard !asked.isEmpty else { return caller }
-        let own = caller.compactMap(IPNetwork.init)
-        for (index, text) in asked.enumerated() {
-            guard let network = IPNetwork(text), own.contains(where: { $0.contains(network) }) else {
-                throw refuse("allowed_ips[\(index)]", "must lie inside one of the allowed_ips of the key making it")
-            }
+        if let index = firstNetworkOutside(caller, of: asked) {
+            throw refuse("allowed_ips[\(index)]", "must lie inside one of the allowed_ips of the key making it")
         }
         return asked
     }
@@ -45,10 +42,21 @@ enum SelfServiceBounds {
     static func paths(_ asked: [String], caller: [String]) throws(Problem) -> [String] {
         guard !caller.isEmpty else { return asked }
         guard !asked.isEmpty else { return caller }
-        for (index, path) in asked.enumerated() where !caller.contains(where: { Authenticator.pathIsUnder(path, $0) }) {
+        if let index = firstPathOutside(caller, of: asked) {
             throw refuse("allowed_paths[\(index)]", "must lie under one of the allowed_paths of the key making it")
         }
         return asked
+    }
+
+    /// The index of the first of `networks` not inside one of `own`; nil when all are.
+    private static func firstNetworkOutside(_ own: [String], of networks: [String]) -> Int? {
+        let own = own.compactMap(IPNetwork.init)
+        return networks.firstIndex { text in !(IPNetwork(text).map { network in own.contains { $0.contains(network) } } ?? false) }
+    }
+
+    /// The index of the first of `paths` not under one of `own`; nil when all are.
+    private static func firstPathOutside(_ own: [String], of paths: [String]) -> Int? {
+        paths.firstIndex { path in !own.contains { Authenticator.pathIsUnder(path, $0) } }
     }
 
     /// µs since the epoch; nil is no expiry. `field` is the one the request gave it in.
@@ -73,14 +81,10 @@ enum SelfServiceBounds {
             if let own { guard let theirs, theirs <= own else { throw refusal } }
         }
         if !caller.allowedIPs.isEmpty {
-            let own = caller.allowedIPs.compactMap(IPNetwork.init)
-            guard !target.allowedIPs.isEmpty, target.allowedIPs.allSatisfy({ text in
-                IPNetwork(text).map { network in own.contains { $0.contains(network) } } ?? false
-            }) else { throw refusal }
+            guard !target.allowedIPs.isEmpty, firstNetworkOutside(caller.allowedIPs, of: target.allowedIPs) == nil else { throw refusal }
         }
         if !caller.allowedPaths.isEmpty {
-            guard !target.allowedPaths.isEmpty,
-                  target.allowedPaths.allSatisfy({ path in caller.allowedPaths.contains { Authenticator.pathIsUnder(path, $0) } }) else { throw refusal }
+            guard !target.allowedPaths.isEmpty, firstPathOutside(caller.allowedPaths, of: target.allowedPaths) == nil else { throw refusal }
         }
         if let own = caller.expiresAt { guard let theirs = target.expiresAt, theirs <= own else { throw refusal } }
     }

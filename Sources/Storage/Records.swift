@@ -203,9 +203,9 @@ public func isUUID(_ text: String) -> Bool {
     return true
 }
 
-/// Runs a database call, wrapping its error.
+/// Runs a database call, wrapping its error (a `PostgresError` as `.database`).
 @discardableResult
-func storage<T>(_ body: () throws -> T) throws(StoreError) -> T {
+public func storage<T>(_ body: () throws -> T) throws(StoreError) -> T {
     do {
         return try body()
     } catch let error as PostgresError {

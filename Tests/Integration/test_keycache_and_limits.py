@@ -337,20 +337,11 @@ def test_a_batch_the_database_already_has_is_not_stored_again(stack, api, aux_po
     wait_for(lambda: psql(f"SELECT stored_through FROM usage_ring_progress WHERE ring_id = '{ring}'").stdout.strip() == "1",
              message="the ring's first batch")
     held = api.create_key(scopes=["self"])
-    holder = subprocess.Popen(
-        ["psql", "-X", "-q", "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"), "-U", "postgres", "-d", "keygate",
-         "-c", f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{held['id']}' FOR UPDATE; SELECT pg_sleep(20); COMMIT;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()").stdout.strip() == "1",
-                 message="the row lock taken")
+    with holding_key_row(held["id"], 3):
         assert [own_key(api, held["key"], stack.aux_base).status_code for _ in range(3)] == [200] * 3
-        wait_for(lambda: "usage batch not stored; retrying" in pool.log_text(), timeout=5, message="the batch held back")
+        wait_for(lambda: "usage batch not stored; retrying" in pool.log_text(), timeout=2.5, message="the batch held back")
         psql(f"UPDATE usage_ring_progress SET stored_through = stored_through + 3 WHERE ring_id = '{ring}'")
         os.kill(pool.status()["housekeeper"]["pid"], signal.SIGKILL)
-    finally:
-        psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()")
-        holder.wait(timeout=10)
     wait_for(lambda: "freed, not stored again" in pool.log_text(), timeout=10, message="the successor's reconciling")
     wait_for(lambda: pool.status()["usage_ring"]["pending"] == 0, message="the ring empty")
     assert psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{held['id']}'").stdout.strip() == "0"

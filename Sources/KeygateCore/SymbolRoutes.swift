@@ -130,6 +130,9 @@ enum SymbolRoutes {
 
     /// Case-insensitive, and by any accepted spelling (`btc/usd` finds `BTC-USD`); 404 otherwise.
     static func lookup(_ raw: String, in store: SymbolStore) throws -> SymbolRecord {
+        // No symbol holds a NUL (and PostgreSQL text cannot): not found, rather than the
+        // 422 the database driver gives a parameter it cannot send.
+        guard !raw.unicodeScalars.contains("\0") else { throw Problem.notFound("No such symbol.") }
         if let record = try store.get(raw.uppercased()) { return record }
         for assetClass in SymbolValidation.assetClasses {
             if let canonical = try? SymbolValidation.canonical(raw, assetClass: assetClass), let record = try store.get(canonical) {

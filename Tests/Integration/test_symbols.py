@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+import fcgi
+
 from test_keys import ADMIN, Api, problem
 
 SYMBOLS = ADMIN + "/symbols"
@@ -142,6 +144,13 @@ def test_soft_delete_and_reactivation_keep_history(api):
                if e["target_type"] == "symbol" and e["target_id"] == symbol["symbol"]]
     assert actions == ["symbol.added", "symbol.updated", "symbol.updated", "symbol.removed", "symbol.reactivated"]
     problem(api.call("DELETE", f"{SYMBOLS}/ZZZZZZ9"), 404)
+    # A NUL names no symbol: 404, as any unknown one. (nginx refuses %00 itself with a 400,
+    # so this goes straight to the pool's socket.)
+    for method in ("GET", "PATCH", "DELETE"):
+        params = fcgi.base_params(method, uri=f"{SYMBOLS}/{symbol['symbol']}%00", HTTP_X_API_KEY=api.key,
+                                  CONTENT_TYPE="application/json", CONTENT_LENGTH="16")
+        status, _, body = fcgi.request(api.stack.socket, params, body=b'{"active": true}')
+        assert status == 404, (method, body)
 
 
 def test_four_concurrent_claimers_split_the_due_symbols_without_overlap(api):

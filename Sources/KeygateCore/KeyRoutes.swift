@@ -15,7 +15,7 @@ enum KeyRoutes {
             return .json(KeyMetadata(record: record, key: raw), status: .created)
         }
         router.get(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "keys:read")
+            _ = try Authenticator.authenticate(request, context, scope: "keys:read")
             let page = try Pagination(request)
             let query = request.queryItems
             if let status = query["status"], !["active", "revoked", "expired"].contains(status) {
@@ -32,7 +32,7 @@ enum KeyRoutes {
             return .json(ListBody(items: result.items.map { KeyMetadata(record: $0) }, nextCursor: result.nextCursor))
         }
         router.get(base + "/{id}") { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "keys:read")
+            _ = try Authenticator.authenticate(request, context, scope: "keys:read")
             return .json(KeyMetadata(record: try existing(request, context)))
         }
         let update: Router<AppContext>.Handler = { request, context in
@@ -59,13 +59,13 @@ enum KeyRoutes {
             return .json(KeyMetadata(record: new, key: raw), status: .created)
         }
         router.get(base + "/{id}/audit") { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "audit:read")
+            _ = try Authenticator.authenticate(request, context, scope: "audit:read")
             let target = try existing(request, context)
             let page = try Pagination(request)
             return .json(try UsageQueries.requestLog(keyID: target.id, limit: page.limit, cursor: page.cursor, on: try context.requireDatabase()))
         }
         router.get(base + "/{id}/usage") { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "usage:read")
+            _ = try Authenticator.authenticate(request, context, scope: "usage:read")
             let target = try existing(request, context)
             let query = request.queryItems
             let now = Clock.wallMicroseconds()
@@ -81,7 +81,7 @@ enum KeyRoutes {
             return .json(try UsageQueries.summary(key: target, from: from, to: to, on: try context.requireDatabase()))
         }
         router.get("/api/v1/admin/audit-log") { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "audit:read")
+            _ = try Authenticator.authenticate(request, context, scope: "audit:read")
             let page = try Pagination(request)
             let query = request.queryItems
             let result = try Audit.list(on: try context.requireDatabase(), actorKeyID: query["actor_key_id"], action: query["action"],

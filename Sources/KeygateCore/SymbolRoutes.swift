@@ -45,7 +45,7 @@ enum SymbolRoutes {
             }
         }
         router.get(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "symbols:read")
+            _ = try Authenticator.authenticate(request, context, scope: "symbols:read")
             let page = try Pagination(request)
             let query = request.queryItems
             let active: Bool?
@@ -66,7 +66,7 @@ enum SymbolRoutes {
             return .json(ListBody(items: result.items.map(SymbolBody.init(record:)), nextCursor: result.nextCursor))
         }
         router.get(base + "/{symbol}") { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "symbols:read")
+            _ = try Authenticator.authenticate(request, context, scope: "symbols:read")
             return .json(SymbolBody(record: try existing(request, context)))
         }
         let update: Router<AppContext>.Handler = { request, context in

@@ -39,13 +39,13 @@ enum UserRoutes {
             return .json(UserBody(record: user), status: .created)
         }
         router.get(base) { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "users:read")
+            _ = try Authenticator.authenticate(request, context, scope: "users:read")
             let page = try Pagination(request)
             let result = try context.requireUsers().list(limit: page.limit, cursor: page.cursor)
             return .json(ListBody(items: result.items.map(UserBody.init(record:)), nextCursor: result.nextCursor))
         }
         router.get(base + "/{id}") { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "users:read")
+            _ = try Authenticator.authenticate(request, context, scope: "users:read")
             guard let user = try context.requireUsers().get(id: try request.parameter("id")) else { throw Problem.notFound("No such user.") }
             return .json(UserBody(record: user))
         }

@@ -82,7 +82,7 @@ enum VerifyRoutes {
             ]))
         }
         router.post("/api/v1/keys/verify") { request, context in
-            let caller = try Authenticator.authenticate(request, context, scope: "keys:verify")
+            _ = try Authenticator.authenticate(request, context, scope: "keys:verify")
             let body = try JSON.decode(VerifyBody.self, from: request.body)
             if let scope = body.scope, !Scope.all.contains(scope) {
                 throw Problem(.unprocessableContent, detail: "scope names no keygate scope.", field: "scope")

@@ -90,7 +90,8 @@ public final class OperatorActions {
     public func setActive(_ id: String, _ active: Bool) throws -> KeyView {
         var changes = KeyChanges()
         changes.active = active
-        return view(try KeyIssuer.update(try existingKey(id), changes, caller: operatorKey, request: operatorRequest, context: try context()))
+        return view(try KeyIssuer.update(try existingKey(id), changes, caller: operatorKey, request: operatorRequest,
+                                         context: try context(hashing: false)))
     }
 
     public func rotateKey(_ id: String, graceSeconds: Int) throws -> KeyView {
@@ -101,7 +102,8 @@ public final class OperatorActions {
 
     public func deleteKey(_ id: String) throws {
         guard let deleted = try keys.delete(id: try existingKey(id).id, by: .operatorOnHost) else { throw Problem.notFound("No such API key.") }
-        try context().directory?.invalidate(deleted)
+        // Committed: nothing after this may report failure (the NOTIFY reaches the pools anyway).
+        (try? context(hashing: false))?.directory?.invalidate(deleted)
     }
 
     // MARK: Users
@@ -142,8 +144,10 @@ public final class OperatorActions {
 
     private var operatorRequest: Request { Request(method: "CLI", path: "/", requestID: "") }
 
-    private func context() throws -> AppContext {
-        let hasher = try KeyHasher(pepper: try KeyHasher.pepper(fromFile: configuration.pepperFile))
+    /// `hashing`: whether the action makes a key (create, rotate) and so needs the pepper;
+    /// revoking, restoring and deleting do not, so an operator who cannot read it still can.
+    private func context(hashing: Bool = true) throws -> AppContext {
+        let hasher = hashing ? try KeyHasher(pepper: try KeyHasher.pepper(fromFile: configuration.pepperFile)) : nil
         // The local pool's cache, when this user may write it: the change then applies on
         // this host before the command returns (other hosts, and this one otherwise, learn
         // of it through the database's NOTIFY within moments).

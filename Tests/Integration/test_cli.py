@@ -1,6 +1,7 @@
 """The operator CLI against the test database: tables by default, --json for scripts,
 non-zero exits with a clear message on error."""
 import json
+import os
 import subprocess
 import uuid
 
@@ -35,6 +36,22 @@ def test_keys_lifecycle_through_the_cli(stack, client):
     assert missing.returncode != 0 and "No such API key" in missing.stderr
     bad = cli(stack, "keys", "create", "--name", "x", "--scope", "root")
     assert bad.returncode != 0 and "scopes[0]" in bad.stderr
+
+
+def test_revoke_restore_and_delete_need_no_pepper(stack):
+    # An operator who cannot read the pepper (0600, the service's user) can still stop a key;
+    # and a delete that committed is not reported as a failure.
+    key = json.loads(cli(stack, "keys", "create", "--name", "no-pepper", "--scope", "self", "--json").stdout)
+    env = dict(os.environ, KEYGATE_PEPPER_FILE="/nonexistent/pepper")
+    for action in ("revoke", "restore", "delete"):
+        run = subprocess.run([stack.bin, "keys", action, key["id"], "--config", stack.config],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, (action, run.stderr)
+    assert cli(stack, "keys", "show", key["id"]).returncode != 0
+    # Making a key does need it, and says so.
+    refused = subprocess.run([stack.bin, "keys", "create", "--name", "x", "--scope", "self", "--config", stack.config],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "pepper" in refused.stderr
 
 
 def test_users_through_the_cli(stack):

@@ -35,12 +35,18 @@ public enum Files {
                 if errno == EINTR { continue }
                 let code = errno
                 close(fd)
+                unlink(temporary)
                 throw POSIXError(call: "write \(temporary)", errno: code)
             }
             offset += written
         }
         close(fd)
-        try syscall("rename \(path)") { rename(temporary, path) }
+        do {
+            try syscall("rename \(path)") { rename(temporary, path) }
+        } catch {
+            unlink(temporary) // it may hold a secret (a key file)
+            throw error
+        }
     }
 
     /// Removes a file, ignoring a missing one.

@@ -30,10 +30,12 @@ struct BootstrapCommand: ParsableCommand {
             StandardError.write("an active admin key already exists: none created (use --force for another)")
             return
         }
-        if let keyFile {
-            do { try Files.write(key + "\n", to: keyFile, mode: 0o600) } catch { throw CLIFailure("cannot write \(keyFile): \(error)") }
-        }
+        // Shown before the file is written: the key is committed, and a file that cannot be
+        // written must not make it unrecoverable.
         StandardError.write("admin key \(id) created; it is shown once, store it now:")
         print(key)
+        if let keyFile {
+            do { try Files.write(key + "\n", to: keyFile, mode: 0o600) } catch { throw CLIFailure("cannot write \(keyFile): \(error) (the key above is active)") }
+        }
     }
 }

@@ -466,6 +466,15 @@ def test_bootstrap_twice_makes_one_admin_key(stack):
     assert forced.returncode == 0 and forced.stdout.strip().startswith("mdw_live_")
     CREATED_KEYS.append(forced.stdout.strip())
     assert admins() == 2
+    # A key file that cannot be written still leaves the (committed) key shown, and no
+    # temporary file behind.
+    unwritable = os.path.join(stack.run, "no-such-dir", "admin.key")
+    lost = subprocess.run([stack.bin, "bootstrap", "--config", stack.config, "--force", "--key-file", unwritable],
+                          capture_output=True, text=True, timeout=60)
+    assert lost.returncode != 0 and "the key above is active" in lost.stderr, lost.stderr
+    assert lost.stdout.strip().startswith("mdw_live_")
+    CREATED_KEYS.append(lost.stdout.strip())
+    assert admins() == 3
 
 
 def test_bootstraps_at_once_on_an_empty_database_make_one_admin_key_and_audit_the_seeds(stack):

@@ -47,7 +47,11 @@ enum KeyRoutes {
             let caller = try Authenticator.authenticate(request, context, scope: "keys:write")
             let target = try existing(request, context)
             try KeyIssuer.checkNoEscalation(caller: caller, target: target)
-            guard let deleted = try context.requireKeys().delete(id: target.id, by: request.actor(caller)) else { throw Problem.notFound("No such API key.") }
+            // Checked again under the row lock: an edit may commit in between.
+            guard let deleted = try context.requireKeys().delete(id: target.id, by: request.actor(caller),
+                                                                  permits: { Scope.canGrant(caller.scopes, $0.scopes) }) else {
+                throw Problem.notFound("No such API key.")
+            }
             context.directory?.invalidate(deleted)
             context.rates?.remove(UUIDBytes.parse(deleted.id) ?? [])
             return .noContent
@@ -174,7 +178,9 @@ enum KeyIssuer {
         guard !changes.isEmpty else {
             throw Problem(.unprocessableContent, detail: "The body changes nothing; give at least one field to change.")
         }
-        guard let updated = try context.requireKeys().update(id: target.id, changes, by: request.actor(caller)) else {
+        // The target's scopes are checked again under the row lock (an edit may commit in between).
+        guard let updated = try context.requireKeys().update(id: target.id, changes, by: request.actor(caller),
+                                                              permits: { Scope.canGrant(caller.scopes, $0.scopes) }) else {
             throw Problem.notFound("No such API key.")
         }
         // Every worker of this host sees the change from the next request on.

@@ -117,12 +117,16 @@ public final class KeyStore {
     }
 
     /// Applies `changes`; `active` false/true revokes/restores. Nil when no such key.
-    public func update(id: String, _ changes: KeyChanges, by actor: Actor) throws(StoreError) -> KeyRecord? {
+    /// `permits` decides, on the key as it is under its row lock, whether the caller may
+    /// change it (as for rotation: its scopes may have changed since the caller's check).
+    /// Setting `active` to what it already is, and nothing else, changes and audits nothing.
+    public func update(id: String, _ changes: KeyChanges, by actor: Actor,
+                       permits: (KeyRecord) -> Bool = { _ in true }) throws(StoreError) -> KeyRecord? {
         guard isUUID(id) else { return nil }
         return try transaction { db throws(StoreError) -> KeyRecord? in
-            guard let before = try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE id = \(id)::uuid FOR UPDATE") }).first else {
-                return nil
-            }
+            guard let before = try lockedRecord(id, on: db) else { return nil }
+            guard permits(before) else { throw .forbidden("A key cannot manage a key with scopes it does not hold itself.") }
+            if changes.active == before.active, Self.changedFields(changes) == ["active"] { return before }
             func keep<T>(_ change: T??, _ current: T?) -> T? { change ?? current }
             let active = changes.active ?? before.active
             let rows = try storage {
@@ -156,9 +160,12 @@ public final class KeyStore {
     }
 
     /// Deletes a key for good (its audit trail stays). The deleted record, or nil.
-    public func delete(id: String, by actor: Actor) throws(StoreError) -> KeyRecord? {
+    /// `permits`: as for `update`, decided under the row lock.
+    public func delete(id: String, by actor: Actor, permits: (KeyRecord) -> Bool = { _ in true }) throws(StoreError) -> KeyRecord? {
         guard isUUID(id) else { return nil }
         return try transaction { db throws(StoreError) -> KeyRecord? in
+            guard let locked = try lockedRecord(id, on: db) else { return nil }
+            guard permits(locked) else { throw .forbidden("A key cannot manage a key with scopes it does not hold itself.") }
             let rows = try storage { try db.query("DELETE FROM api_keys WHERE id = \(id)::uuid RETURNING \(unsafeSQL: Self.columns)") }
             guard let deleted = try Self.records(rows).first else { return nil }
             try Audit.append(action: "key.deleted", targetType: "api_key", targetID: id, by: actor, details: ["name": deleted.name], on: db)
@@ -209,6 +216,12 @@ public final class KeyStore {
     }
 
     // MARK: Helpers
+
+    /// The key's row, locked until the transaction ends (edits, deletes and rotations of
+    /// one key then happen one after another, each seeing the last one's result).
+    private func lockedRecord(_ id: String, on db: PostgresConnection) throws(StoreError) -> KeyRecord? {
+        try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE id = \(id)::uuid FOR UPDATE") }).first
+    }
 
     private func insert(_ key: NewKey, on db: PostgresConnection) throws(StoreError) -> KeyRecord {
         let rows = try storage {

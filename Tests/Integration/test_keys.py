@@ -317,6 +317,34 @@ def test_a_rotation_waiting_on_a_scope_edit_checks_the_new_scopes(api):
     assert api.call("DELETE", f"{ADMIN}/api-keys/{target['id']}").status_code == 204
 
 
+def test_an_edit_or_delete_waiting_on_a_scope_edit_checks_the_new_scopes(api):
+    # As for rotation: a keys:write key restores (or deletes) a key while an admin's edit,
+    # holding the row lock, gives that key 'admin'. Under the lock the change must be
+    # refused: the caller would otherwise have restored an admin key it could not manage.
+    from test_database import holding_key_row
+    writer = api.create_key(scopes=["keys:write", "self"])
+    for method, body in (("PATCH", {"active": True}), ("DELETE", None)):
+        target = api.create_key(scopes=["self"])
+        api.call("PATCH", f"{ADMIN}/api-keys/{target['id']}", json={"active": False})
+        with holding_key_row(target["id"], 1.2, then_sql=f"UPDATE api_keys SET scopes = '{{self,admin}}' WHERE id = '{target['id']}';"):
+            r = api.call(method, f"{ADMIN}/api-keys/{target['id']}", key=writer["key"], json=body)
+        problem(r, 403)
+        after = api.call("GET", f"{ADMIN}/api-keys/{target['id']}").json()
+        assert after["active"] is False and after["scopes"] == ["self", "admin"], (method, after)
+        # (The bootstrap test counts the keys holding 'admin': this one goes.)
+        assert api.call("DELETE", f"{ADMIN}/api-keys/{target['id']}").status_code == 204
+
+
+def test_revoking_a_revoked_key_changes_and_audits_nothing(api):
+    key = api.create_key(scopes=["self"])
+    first = api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": False}).json()
+    again = api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": False})
+    assert again.status_code == 200 and again.json()["revoked_at"] == first["revoked_at"]
+    actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
+               if e["target_id"] == key["id"]]
+    assert actions == ["key.created", "key.revoked"], actions
+
+
 def test_key_audit_and_usage_routes_answer(api):
     key = api.create_key(scopes=["self"], quota_daily=100)
     log = api.call("GET", f"{ADMIN}/api-keys/{key['id']}/audit").json()

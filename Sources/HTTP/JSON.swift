@@ -28,12 +28,14 @@ public enum JSON {
             throw Problem(.badRequest, title: "Malformed JSON", detail: "The request body is empty; a JSON object was expected.")
         }
         let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.keyDecodingStrategy = .custom(snakeCaseOnly)
         decoder.dateDecodingStrategy = .iso8601
         do {
             return try decoder.decode(type, from: Data(body))
         } catch let error as DecodingError {
             throw Problem.from(error)
+        } catch let problem as Problem {
+            throw problem // a body type's own check, with its own words
         } catch {
             throw Problem(.badRequest, title: "Malformed JSON", detail: "The request body is not valid JSON.")
         }
@@ -104,4 +106,27 @@ extension KeyedDecodingContainer {
         }
         return try decode(type, forKey: key)
     }
+}
+
+/// Request bodies' field names are snake_case: `rate_limit_per_minute` is the property
+/// `rateLimitPerMinute`. Foundation's `.convertFromSnakeCase` passes a name without an
+/// underscore through unchanged, so the camelCase spelling matched too (and, sent beside
+/// the snake_case one, which won was unclear); here a name with a capital letter matches
+/// no property and is an unknown field like any other.
+private func snakeCaseOnly(_ path: [any CodingKey]) -> any CodingKey {
+    let name = path.last?.stringValue ?? ""
+    guard !name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else {
+        return BodyKey("\u{0}" + name)
+    }
+    let words = name.split(separator: "_", omittingEmptySubsequences: false)
+    guard words.count > 1, !words.contains(where: \.isEmpty) else { return BodyKey(name) }
+    return BodyKey(words[0] + words.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined())
+}
+
+private struct BodyKey: CodingKey {
+    let stringValue: String
+    var intValue: Int? { nil }
+    init(_ name: String) { stringValue = name }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }

@@ -25,11 +25,16 @@ struct UpdateKeyBody: Decodable {
 
     enum CodingKeys: String, CodingKey {
         case name, active, scopes, allowedPaths, allowedIps, rateLimitPerMinute, rateLimitPerHour, burst
-        case quotaDaily, quotaMonthly, expiresAt
+        case quotaDaily, quotaMonthly, expiresAt, expiresInDays
+        /// Fields of a key that are fixed at creation: named in a 422 rather than ignored.
+        case userId, environment
     }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        for (key, field) in [(CodingKeys.userId, "user_id"), (.environment, "environment")] where c.contains(key) {
+            throw KeyValidation.invalid(field, "cannot be changed: it is fixed when the key is made")
+        }
         changes.name = try c.decodeNonNullIfPresent(String.self, forKey: .name)
         changes.active = try c.decodeNonNullIfPresent(Bool.self, forKey: .active)
         changes.scopes = try c.decodeNonNullIfPresent([String].self, forKey: .scopes)
@@ -44,6 +49,12 @@ struct UpdateKeyBody: Decodable {
         changes.burst = try nullable(.burst)
         changes.quotaDaily = try nullable(.quotaDaily)
         changes.quotaMonthly = try nullable(.quotaMonthly)
+        if c.contains(.expiresInDays) {
+            guard !c.contains(.expiresAt) else { throw KeyValidation.invalid("expires_at", "give expires_at or expires_in_days, not both") }
+            let days = try c.decode(Int.self, forKey: .expiresInDays)
+            guard (1...3650).contains(days) else { throw KeyValidation.invalid("expires_in_days", "must be 1 to 3650") }
+            changes.expiresAt = .some(Clock.wallMicroseconds() + Int64(days) * 86_400_000_000)
+        }
         if c.contains(.expiresAt) {
             if try c.decodeNil(forKey: .expiresAt) {
                 changes.expiresAt = .some(nil)

@@ -88,6 +88,9 @@ enum KeyRoutes {
             _ = try Authenticator.authenticate(request, context, scope: "audit:read")
             let page = try Pagination(request)
             let query = request.queryItems
+            if let actor = query["actor_key_id"], !isUUID(actor) {
+                throw Problem(.badRequest, detail: "actor_key_id must be a UUID.", field: "actor_key_id")
+            }
             let result = try Audit.list(on: try context.requireDatabase(), actorKeyID: query["actor_key_id"], action: query["action"],
                                         limit: page.limit, cursor: page.cursor)
             return .json(ListBody(items: result.items.map(AuditBody.init(entry:)), nextCursor: result.nextCursor))

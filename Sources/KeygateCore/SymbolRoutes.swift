@@ -55,13 +55,15 @@ enum SymbolRoutes {
             case "all": active = nil
             default: throw Problem(.badRequest, detail: "active must be true, false or all.", field: "active")
             }
-            if let assetClass = query["asset_class"], !SymbolValidation.assetClasses.contains(assetClass) {
+            // Case-insensitive, as in bodies.
+            let assetClass = query["asset_class"]?.lowercased()
+            if let assetClass, !SymbolValidation.assetClasses.contains(assetClass) {
                 throw Problem(.badRequest, detail: "asset_class must be stock, crypto or etf.", field: "asset_class")
             }
             if let status = query["backfill_status"], !SymbolValidation.statuses.contains(status) {
                 throw Problem(.badRequest, detail: "backfill_status must be pending, in_progress, completed or failed.", field: "backfill_status")
             }
-            let result = try store(context).list(SymbolFilter(active: active, assetClass: query["asset_class"], backfillStatus: query["backfill_status"]),
+            let result = try store(context).list(SymbolFilter(active: active, assetClass: assetClass, backfillStatus: query["backfill_status"]),
                                                  limit: page.limit, cursor: page.cursor)
             return .json(ListBody(items: result.items.map(SymbolBody.init(record:)), nextCursor: result.nextCursor))
         }
@@ -83,8 +85,12 @@ enum SymbolRoutes {
             if let status = changes.backfillStatus, !SymbolValidation.statuses.contains(status) {
                 throw KeyValidation.invalid("backfill_status", "must be pending, in_progress, completed or failed")
             }
-            if case .some(.some(let message)) = changes.backfillError, message.utf8.count > 4000 {
-                throw KeyValidation.invalid("backfill_error", "must be at most 4000 bytes")
+            if case .some(.some(let message)) = changes.backfillError {
+                guard message.unicodeScalars.count <= 4000 else { throw KeyValidation.invalid("backfill_error", "must be at most 4000 characters") }
+                // An error describes a failed backfill: on any other status it would be a false report.
+                guard (changes.backfillStatus ?? current.backfillStatus) == "failed" else {
+                    throw KeyValidation.invalid("backfill_error", "may be set only with backfill_status failed")
+                }
             }
             guard changes.active != nil || changes.assetClass != nil || changes.backfillStatus != nil || changes.backfillError != nil else {
                 throw Problem(.unprocessableContent, detail: "The body changes nothing; give active, asset_class, backfill_status or backfill_error.")

@@ -72,7 +72,8 @@ enum UserRoutes {
     static func email(_ text: String) throws(Problem) -> String {
         let value = text.trimmingSpaces
         let parts = value.split(separator: "@", omittingEmptySubsequences: false)
-        guard (3...320).contains(value.utf8.count), parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+        // Characters (code points), as the database's CHECK counts them.
+        guard (3...320).contains(value.unicodeScalars.count), parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
               !value.contains(" ") else {
             throw KeyValidation.invalid("email", "must be an email address")
         }
@@ -85,7 +86,7 @@ enum UserRoutes {
     }
 
     static func externalID(_ text: String) throws(Problem) -> String {
-        guard (1...255).contains(text.utf8.count) else { throw KeyValidation.invalid("external_id", "must be 1 to 255 characters") }
+        guard (1...255).contains(text.unicodeScalars.count) else { throw KeyValidation.invalid("external_id", "must be 1 to 255 characters") }
         return text
     }
 }

@@ -184,10 +184,16 @@ enum Cursor {
     static func parse(_ text: String?) throws(StoreError) -> (createdAt: Int64, id: String)? {
         guard let text else { return nil }
         let parts = text.split(separator: ".", maxSplits: 1)
-        guard parts.count == 2, let micros = Int64(parts[0]), micros >= 0, isUUID(String(parts[1])) else { throw .invalidCursor }
+        guard parts.count == 2, let micros = Int64(parts[0]), (0...latestCursorTime).contains(micros), isUUID(String(parts[1])) else {
+            throw .invalidCursor
+        }
         return (micros, String(parts[1]))
     }
 }
+
+/// The last microsecond of year 9999, PostgreSQL's last printable timestamp: no cursor
+/// this service issues is later, and a later one would overflow in the query.
+let latestCursorTime: Int64 = 253_402_300_799_999_999
 
 /// `8-4-4-4-12` hex digits.
 public func isUUID(_ text: String) -> Bool {

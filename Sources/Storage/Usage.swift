@@ -34,7 +34,7 @@ public enum UsageQueries {
         var seenAtBoundary = 0
         if let cursor {
             let parts = cursor.split(separator: ".", omittingEmptySubsequences: false)
-            guard (1...2).contains(parts.count), let at = Int64(parts[0]), at >= 0 else { throw .invalidCursor }
+            guard (1...2).contains(parts.count), let at = Int64(parts[0]), (0...latestCursorTime).contains(at) else { throw .invalidCursor }
             if parts.count == 2 {
                 guard let seen = Int(parts[1]), (0...1_000_000).contains(seen) else { throw .invalidCursor }
                 seenAtBoundary = seen

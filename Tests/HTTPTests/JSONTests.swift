@@ -147,6 +147,15 @@ struct JSONDecodeTests {
         #expect(element.field == "scopes[1]")
     }
 
+    @Test("only snake_case names match a property: the camelCase spelling is an unknown field")
+    func snakeCaseOnly() throws {
+        let camel = try #require(decodeError(Grant.self, #"{"userRole":"reader"}"#))
+        #expect(camel.title == "Missing field")
+        #expect(camel.field == "user_role")
+        let both = try JSON.decode(Grant.self, from: Array(#"{"user_role":"reader","keyId":"not-a-uuid"}"#.utf8))
+        #expect(both.userRole == .reader && both.keyId == nil)
+    }
+
     @Test("a value of the right JSON type that the field refuses is 422 naming the field")
     func invalidValue() throws {
         let role = try #require(decodeError(Grant.self, #"{"user_role":"root"}"#))

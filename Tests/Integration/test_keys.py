@@ -93,6 +93,12 @@ def test_list_filters_and_paginates_every_key_exactly_once(api):
     problem(api.call("GET", ADMIN + "/api-keys", params={"limit": 501}), 400)
     problem(api.call("GET", ADMIN + "/api-keys", params={"cursor": "garbage"}), 400)
     problem(api.call("GET", ADMIN + "/api-keys", params={"status": "weird"}), 400)
+    # Well-formed but beyond any time this service issues: 400, not the database's overflow.
+    huge = f"9223372036854775807.{uuid.uuid4()}"
+    for path in ("/api-keys", "/users"):
+        assert problem(api.call("GET", ADMIN + path, params={"cursor": huge}), 400)["title"], path
+    problem(api.call("GET", f"{ADMIN}/api-keys/{ids.pop()}/audit", params={"cursor": "9223372036854775807"}), 400)
+    problem(api.call("GET", ADMIN + "/audit-log", params={"actor_key_id": "not-a-uuid"}), 400)
 
 
 def test_unknown_key_id_is_404(api):
@@ -256,6 +262,25 @@ def test_edits_apply_and_are_audited(api):
     assert set(entry["details"]["changed"].split()) == {"name", "rate_limit_per_minute", "scopes"}
 
 
+def test_update_bodies_are_snake_case_and_name_what_cannot_change(api):
+    key = api.create_key(scopes=["self"], rate_limit_per_minute=5)
+    url = f"{ADMIN}/api-keys/{key['id']}"
+    # Fixed at creation: a 422 naming the field, not a silent 200.
+    for field, value in (("user_id", str(uuid.uuid4())), ("environment", "test")):
+        assert problem(api.call("PATCH", url, json={"name": "n", field: value}), 422)["field"] == field
+    # expires_in_days works as at creation.
+    days = api.call("PATCH", url, json={"expires_in_days": 30}).json()["expires_at"]
+    ahead = datetime.fromisoformat(days.replace("Z", "+00:00")) - datetime.now(timezone.utc)
+    assert timedelta(days=29, hours=23) < ahead <= timedelta(days=30)
+    assert problem(api.call("PATCH", url, json={"expires_in_days": 0}), 422)["field"] == "expires_in_days"
+    problem(api.call("PATCH", url, json={"expires_in_days": 3, "expires_at": "2999-01-01T00:00:00Z"}), 422)
+    # A camelCase name is no field of the API: it changes nothing.
+    problem(api.call("PATCH", url, json={"rateLimitPerMinute": 99}), 422)
+    assert api.call("GET", url).json()["rate_limit_per_minute"] == 5
+    created = api.create_key(scopes=["self"], rateLimitPerMinute=7)
+    assert created["rate_limit_per_minute"] is None
+
+
 def test_rotation_without_and_with_grace(api):
     old = api.create_key(scopes=["self"])
     r = api.call("POST", f"{ADMIN}/api-keys/{old['id']}/rotate", json={"grace_period_seconds": 0})
@@ -381,6 +406,10 @@ def test_users_routes(api):
     assert any(u["id"] == user["id"] for u in api.call("GET", ADMIN + "/users", params={"limit": 500}).json()["items"])
     actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"] if e["target_id"] == user["id"]]
     assert actions == ["user.created", "user.updated", "user.updated"]
+    # Lengths in characters, as the database's CHECKs count them (255 CJK = 765 bytes).
+    wide = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "external_id": "漢" * 255})
+    assert wide.status_code == 201 and wide.json()["external_id"] == "漢" * 255
+    problem(api.call("POST", ADMIN + "/users", json={"email": "a@b.co", "external_id": "漢" * 256}), 422)
 
 
 # --- self-service ---

@@ -98,6 +98,7 @@ def test_list_filters(api):
     problem(api.call("GET", SYMBOLS, params={"asset_class": "bond"}), 400)
     problem(api.call("GET", SYMBOLS, params={"backfill_status": "done"}), 400)
     crypto = api.call("GET", SYMBOLS, params={"asset_class": "crypto", "limit": 500}).json()["items"]
+    assert api.call("GET", SYMBOLS, params={"asset_class": "CRYPTO", "limit": 500}).json()["items"] == crypto  # as in bodies
     assert crypto and all(s["asset_class"] == "crypto" and s["active"] for s in crypto)
     gone = add(api, ticker())
     api.call("DELETE", f"{SYMBOLS}/{gone['symbol']}")
@@ -115,12 +116,15 @@ def test_updates_transitions_and_backfill_history(api):
     problem(api.call("PATCH", f"{SYMBOLS}/{symbol}", json={}), 422)
     assert problem(api.call("PATCH", f"{SYMBOLS}/{symbol}", json={"asset_class": "crypto"}), 422)["field"] == "asset_class"
     problem(api.call("PATCH", f"{SYMBOLS}/NOPE{symbol}", json={"active": True}), 404)
+    # An error describes a failed backfill only.
+    assert problem(api.call("PATCH", f"{SYMBOLS}/{symbol}", json={"backfill_error": "boom"}), 422)["field"] == "backfill_error"
     assert api.call("PATCH", f"{SYMBOLS}/{symbol}", json={"asset_class": "etf"}).json()["asset_class"] == "etf"
 
     assert api.call("PUT", f"{SYMBOLS}/{symbol}", json={"backfill_status": "in_progress"}).json()["backfill_status"] == "in_progress"
     failed = api.call("PUT", f"{SYMBOLS}/{symbol}", json={"backfill_status": "failed", "backfill_error": "vendor 503"}).json()
     assert failed["backfill_status"] == "failed" and failed["backfill_error"] == "vendor 503" and failed["last_backfill"]
     api.call("PUT", f"{SYMBOLS}/{symbol}", json={"backfill_status": "in_progress"})
+    problem(api.call("PATCH", f"{SYMBOLS}/{symbol}", json={"backfill_status": "completed", "backfill_error": "boom"}), 422)
     done = api.call("PATCH", f"{SYMBOLS}/{symbol}", json={"backfill_status": "completed"}).json()
     assert done["backfill_status"] == "completed" and done["backfill_error"] is None
     history = psql(f"SELECT outcome || ':' || coalesce(error, '') FROM backfill_history h JOIN tracked_symbols s ON s.id = h.symbol_id "

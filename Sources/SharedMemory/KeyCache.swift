@@ -116,8 +116,9 @@ public struct KeyCache: @unchecked Sendable {
         let header = region.base.assumingMemoryBound(to: Header.self)
         let sets = header.pointee.setCount.load(ordering: .relaxed)
         let payload = header.pointee.payloadCapacity.load(ordering: .relaxed)
-        guard sets > 0, sets & (sets - 1) == 0, payload > 0,
-              entriesOffset + sets * ways * entryStride(payloadCapacity: payload) <= region.size else {
+        // Divided, not multiplied: values read from a damaged file must not overflow.
+        guard sets > 0, sets & (sets - 1) == 0, payload > 0, payload <= region.size,
+              sets <= (region.size - entriesOffset) / (ways * entryStride(payloadCapacity: payload)) else {
             throw .wrongKind("key cache")
         }
         return KeyCache(region: region, header: header, mutex: RobustMutex.attach(at: region.base + mutexOffset),
@@ -155,8 +156,16 @@ public struct KeyCache: @unchecked Sendable {
                 header.pointee.unknownHits.wrappingAdd(1, ordering: .relaxed)
                 return .unknown
             }
-            header.pointee.hits.wrappingAdd(1, ordering: .relaxed)
             let length = Int(entry.pointee.length)
+            // A length no writer could have stored (a damaged segment): drop the entry
+            // rather than read past it.
+            guard length <= payloadCapacity else {
+                entry.pointee.state = State.empty.rawValue
+                header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
+                header.pointee.misses.wrappingAdd(1, ordering: .relaxed)
+                return .miss
+            }
+            header.pointee.hits.wrappingAdd(1, ordering: .relaxed)
             let payload = UnsafeRawPointer(entry + 1)
             return .known([UInt8](unsafeUninitializedCapacity: length) { buffer, count in
                 buffer.baseAddress?.initialize(from: payload.assumingMemoryBound(to: UInt8.self), count: length)
@@ -181,8 +190,9 @@ public struct KeyCache: @unchecked Sendable {
             return false
         }
         return mutex.withLock(repair: repair) {
-            guard header.pointee.epoch.load(ordering: .relaxed) == epoch else { return false }
-            write(slot(for: words, now: now), words, state: .known, now: now, expiresAt: now + ttl) { entry in
+            guard header.pointee.epoch.load(ordering: .relaxed) == epoch,
+                  let slot = slot(for: words, now: now, mayEvictKnown: true) else { return false }
+            write(slot, words, state: .known, now: now, expiresAt: now + ttl) { entry in
                 entry.pointee.length = UInt32(payload.count)
                 payload.withUnsafeBytes { bytes in
                     if let base = bytes.baseAddress { UnsafeMutableRawPointer(entry + 1).copyMemory(from: base, byteCount: bytes.count) }
@@ -194,11 +204,15 @@ public struct KeyCache: @unchecked Sendable {
     }
 
     /// Remembers for `ttl` that `hash` is no key (blunts repeated lookups of a bad key).
+    /// It never evicts a known key: a flood of made-up keys must not push valid ones out
+    /// (to the database, or to 503 while it is down); with no free, expired or unknown
+    /// entry in its set, it is not remembered.
     public func storeUnknown(_ hash: [UInt8], now: Int64, ttl: Int64, epoch: Int) {
         guard let words = Self.words(hash), ttl > 0 else { return }
         mutex.withLock(repair: repair) {
-            guard header.pointee.epoch.load(ordering: .relaxed) == epoch else { return }
-            write(slot(for: words, now: now), words, state: .unknown, now: now, expiresAt: now + ttl) { entry in
+            guard header.pointee.epoch.load(ordering: .relaxed) == epoch,
+                  let slot = slot(for: words, now: now, mayEvictKnown: false) else { return }
+            write(slot, words, state: .unknown, now: now, expiresAt: now + ttl) { entry in
                 entry.pointee.length = 0
             }
         }
@@ -289,12 +303,14 @@ public struct KeyCache: @unchecked Sendable {
     }
 
     /// The entry to write `words` into: its own, else an empty or expired one, else the
-    /// set's least recently used (an eviction).
-    private func slot(for words: (UInt64, UInt64, UInt64, UInt64), now: Int64) -> UnsafeMutablePointer<EntryHeader> {
+    /// set's least recently used (an eviction), among unknown-key entries only unless
+    /// `mayEvictKnown`. Nil when there is none to take.
+    private func slot(for words: (UInt64, UInt64, UInt64, UInt64), now: Int64,
+                      mayEvictKnown: Bool) -> UnsafeMutablePointer<EntryHeader>? {
         if let existing = find(words) { return existing }
         let start = setStart(words)
         let generation = header.pointee.generation.load(ordering: .relaxed)
-        var victim = entry(start)
+        var victim: UnsafeMutablePointer<EntryHeader>?
         for index in start..<(start + Self.ways) {
             let candidate = entry(index)
             if !isOccupied(candidate, generation: generation) { return candidate }
@@ -303,8 +319,11 @@ public struct KeyCache: @unchecked Sendable {
                 header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
                 return candidate
             }
-            if candidate.pointee.lastUsed < victim.pointee.lastUsed { victim = candidate }
+            guard mayEvictKnown || candidate.pointee.state == State.unknown.rawValue else { continue }
+            if let current = victim, current.pointee.lastUsed <= candidate.pointee.lastUsed { continue }
+            victim = candidate
         }
+        guard let victim else { return nil }
         // The victim's key leaves, this one takes its place: the count stays.
         victim.pointee.state = State.empty.rawValue
         header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
@@ -359,8 +378,7 @@ public struct KeyCache: @unchecked Sendable {
     /// without releasing anything: lets tests die "mid-update" holding the lock.
     public func simulateWriterDyingMidUpdate(_ hash: [UInt8], now: Int64, _ body: () -> Never) -> Never {
         mutex.lock()
-        if let words = Self.words(hash) {
-            let entry = slot(for: words, now: now)
+        if let words = Self.words(hash), let entry = slot(for: words, now: now, mayEvictKnown: true) {
             if isOccupied(entry, generation: header.pointee.generation.load(ordering: .relaxed)) {
                 header.pointee.occupied.wrappingSubtract(1, ordering: .relaxed)
             }

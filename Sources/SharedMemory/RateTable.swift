@@ -129,7 +129,8 @@ public struct RateTable: @unchecked Sendable {
         try SegmentStamp.verify(region, minimumSize: entriesOffset, magic: magic, version: layoutVersion, kind: "rate-limit")
         let header = region.base.assumingMemoryBound(to: Header.self)
         let sets = header.pointee.setCount.load(ordering: .relaxed)
-        guard sets > 0, sets & (sets - 1) == 0, entriesOffset + sets * ways * entryStride <= region.size else {
+        // Divided, not multiplied: a value read from a damaged file must not overflow.
+        guard sets > 0, sets & (sets - 1) == 0, sets <= (region.size - entriesOffset) / (ways * entryStride) else {
             throw .wrongKind("rate-limit")
         }
         return RateTable(region: region, header: header, mutex: RobustMutex.attach(at: region.base + mutexOffset), setCount: sets)
@@ -178,7 +179,9 @@ public struct RateTable: @unchecked Sendable {
                 }
                 entry.pointee.seed = Seed.claimed.rawValue
                 entry.pointee.seedClaimedAt = tick
-                rollQuotas(entry, now: now)
+                // Counting starts afresh from the database's counts for the current period.
+                entry.pointee.day = now / Self.day
+                entry.pointee.month = Self.month(ofDay: entry.pointee.day)
                 entry.pointee.dayCount = 0
                 entry.pointee.monthCount = 0
                 return .needsQuotaCounts
@@ -318,14 +321,16 @@ public struct RateTable: @unchecked Sendable {
 
     // MARK: Internals (holding the lock)
 
+    /// Forward only: a wall clock stepped back across midnight (or the 1st) keeps counting
+    /// into the later period rather than zeroing it (and zeroing it again on the way back).
     private func rollQuotas(_ entry: UnsafeMutablePointer<EntryHeader>, now: Int64) {
         let today = now / Self.day
-        if today != entry.pointee.day {
+        if today > entry.pointee.day {
             entry.pointee.day = today
             entry.pointee.dayCount = 0
         }
         let month = Self.month(ofDay: today)
-        if month != entry.pointee.month {
+        if month > entry.pointee.month {
             entry.pointee.month = month
             entry.pointee.monthCount = 0
         }

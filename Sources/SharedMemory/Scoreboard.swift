@@ -93,7 +93,8 @@ public struct Scoreboard: @unchecked Sendable {
         guard version == layoutVersion else { throw .layoutMismatch(found: version, expected: layoutVersion) }
         let slotCapacity = header.pointee.slotCapacity.load(ordering: .relaxed)
         let routeCapacity = header.pointee.routeCapacity.load(ordering: .relaxed)
-        guard slotCapacity > 0, routeCapacity >= 0,
+        // Bounded before they are multiplied: values read from a damaged file must not overflow.
+        guard slotCapacity > 0, routeCapacity >= 0, slotCapacity <= region.size, routeCapacity <= region.size,
               byteCount(slotCapacity: slotCapacity, routeCapacity: routeCapacity) <= region.size else {
             throw .notAScoreboard
         }

@@ -76,6 +76,26 @@ struct KeyCacheTests {
         #expect(cache.statistics.entries == 9) // 8 in the full set, 1 in the other
     }
 
+    @Test("an unknown key never evicts a known one; it takes an unknown key's place")
+    func unknownKeysDoNotEvictKnownOnes() throws {
+        let cache = try makeCache(entries: 16) // two sets of eight
+        for tag in 0..<8 { cache.store(hash(set: 0, tag: UInt8(tag)), payload: [UInt8(tag)], now: Int64(tag), ttl: 60 * second, epoch: cache.epoch) }
+        cache.storeUnknown(hash(set: 0, tag: 50), now: 100, ttl: 5 * second, epoch: cache.epoch)
+        #expect(cache.lookup(hash(set: 0, tag: 50), now: 200) == .miss) // not remembered
+        for tag in 0..<8 { #expect(cache.lookup(hash(set: 0, tag: UInt8(tag)), now: 300) == .known([UInt8(tag)])) }
+        #expect(cache.statistics.evictions == 0)
+        // With an unknown entry in the set, the next unknown key replaces that one.
+        cache.invalidate(hash(set: 0, tag: 7))
+        cache.storeUnknown(hash(set: 0, tag: 51), now: 400, ttl: 5 * second, epoch: cache.epoch)
+        cache.storeUnknown(hash(set: 0, tag: 52), now: 500, ttl: 5 * second, epoch: cache.epoch)
+        #expect(cache.lookup(hash(set: 0, tag: 52), now: 600) == .unknown)
+        #expect(cache.lookup(hash(set: 0, tag: 51), now: 600) == .miss)
+        for tag in 0..<7 { #expect(cache.lookup(hash(set: 0, tag: UInt8(tag)), now: 700) == .known([UInt8(tag)])) }
+        // A known key still evicts as before.
+        cache.store(hash(set: 0, tag: 60), payload: [60], now: 800, ttl: 60 * second, epoch: cache.epoch)
+        #expect(cache.lookup(hash(set: 0, tag: 60), now: 900) == .known([60]))
+    }
+
     @Test("payloads larger than an entry and malformed hashes are not cached")
     func refusals() throws {
         let cache = try makeCache(payload: 8)

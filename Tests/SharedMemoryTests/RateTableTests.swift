@@ -101,6 +101,17 @@ struct RateTableTests {
         #expect(allowed(table, limits, count: 5, at: beforeMidnight + 60 * second) == 3) // 00:00 next day
     }
 
+    @Test("a wall clock stepping back across midnight does not hand out the day's quota again")
+    func quotaClockStepsBack() throws {
+        let table = try makeTable()
+        let limits = RateLimits(daily: 3)
+        let afterMidnight = noon + 12 * 3_600 * second + 30 * second // 00:00:30 the next day
+        seedIfAsked(table, limits, at: afterMidnight)
+        #expect(allowed(table, limits, count: 5, at: afterMidnight) == 3)
+        #expect(allowed(table, limits, count: 5, at: afterMidnight - 60 * second) == 0) // stepped back to 23:59:30
+        #expect(allowed(table, limits, count: 5, at: afterMidnight + 60 * second) == 0) // and forward: still that day
+    }
+
     @Test("monthly quota resets on the 1st (UTC), across month lengths and leap years")
     func monthlyQuota() throws {
         let table = try makeTable()

@@ -11,7 +11,8 @@ int kg_signals_route_to_pipe(int pipe_write_fd, const int *signals, int count);
 
 /// Worker: SIGTERM/SIGQUIT set the stop flag and replace `listen_fd` with `null_fd`
 /// (dup2), so a worker blocked in accept(), or about to enter it, returns at once while
-/// an in-flight request still completes. No SA_RESTART, so accept() sees EINTR.
+/// an in-flight request still completes. With SA_RESTART, so a read of a request body
+/// in flight is not cut short (the dup2 is what ends a blocked accept()).
 int kg_signals_worker_stop(int listen_fd, int null_fd);
 
 /// Whether a worker stop signal has arrived.

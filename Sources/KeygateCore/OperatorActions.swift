@@ -80,7 +80,9 @@ public final class OperatorActions {
     }
 
     public func listKeys(status: String?, userID: String?, environment: String?, limit: Int) throws -> [KeyView] {
-        try keys.list(KeyFilter(status: status, userID: userID, environment: environment), limit: limit, cursor: nil).items.map { view($0) }
+        // As the HTTP filter: a clear refusal, not the database's cast error.
+        if let userID, !isUUID(userID) { throw Problem(.badRequest, detail: "user_id must be a UUID.", field: "user_id") }
+        return try keys.list(KeyFilter(status: status, userID: userID, environment: environment), limit: limit, cursor: nil).items.map { view($0) }
     }
 
     public func showKey(_ id: String) throws -> KeyView {

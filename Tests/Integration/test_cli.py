@@ -36,6 +36,8 @@ def test_keys_lifecycle_through_the_cli(stack, client):
     assert missing.returncode != 0 and "No such API key" in missing.stderr
     bad = cli(stack, "keys", "create", "--name", "x", "--scope", "root")
     assert bad.returncode != 0 and "scopes[0]" in bad.stderr
+    filtered = cli(stack, "keys", "list", "--user-id", "not-a-uuid")
+    assert filtered.returncode != 0 and "user_id must be a UUID" in filtered.stderr, filtered.stderr
 
 
 def test_revoke_restore_and_delete_need_no_pepper(stack):

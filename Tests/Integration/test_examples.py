@@ -11,7 +11,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 def run(stack, command):
     with open(os.environ["KG_ADMIN_KEY_FILE"]) as f:
         admin = f.read().strip()
-    env = dict(os.environ, KEYGATE_URL=stack.base, KEYGATE_CA=stack.ca, KEYGATE_ADMIN_KEY=admin, NODE_EXTRA_CA_CERTS=stack.ca)
+    env = dict(os.environ, KG_URL=stack.base, KG_CA=stack.ca, KG_ADMIN_KEY=admin, NODE_EXTRA_CA_CERTS=stack.ca)
     env.pop("REQUESTS_CA_BUNDLE", None)
     out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stdout + out.stderr

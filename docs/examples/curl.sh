@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # keygate from the shell: create a user and a read-only key for it, use the key, revoke it.
-#   KEYGATE_URL=https://127.0.0.1:8443 KEYGATE_CA=.run/tls/cert.pem KEYGATE_ADMIN_KEY=$(cat .run/admin.key) docs/examples/curl.sh
+#   KG_URL=https://127.0.0.1:8443 KG_CA=.run/tls/cert.pem KG_ADMIN_KEY=$(cat .run/admin.key) docs/examples/curl.sh
 set -euo pipefail
-url=${KEYGATE_URL:-https://127.0.0.1:8443}
-ca=(--cacert "${KEYGATE_CA:-.run/tls/cert.pem}")
-admin=(-H "X-API-Key: ${KEYGATE_ADMIN_KEY:?set KEYGATE_ADMIN_KEY}")
+url=${KG_URL:-https://127.0.0.1:8443}
+ca=(--cacert "${KG_CA:-.run/tls/cert.pem}")
+admin=(-H "X-API-Key: ${KG_ADMIN_KEY:?set KG_ADMIN_KEY}")
 json=(-H "Content-Type: application/json")
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 

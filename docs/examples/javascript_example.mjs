@@ -1,9 +1,9 @@
 // keygate from JavaScript (Node 18+, fetch): list tracked symbols, claim backfill work, report it.
-//   NODE_EXTRA_CA_CERTS=.run/tls/cert.pem KEYGATE_URL=https://127.0.0.1:8443 \
-//   KEYGATE_ADMIN_KEY=$(cat .run/admin.key) node docs/examples/javascript_example.mjs
+//   NODE_EXTRA_CA_CERTS=.run/tls/cert.pem KG_URL=https://127.0.0.1:8443 \
+//   KG_ADMIN_KEY=$(cat .run/admin.key) node docs/examples/javascript_example.mjs
 // (Node reads the self-signed development CA from NODE_EXTRA_CA_CERTS.)
-const url = process.env.KEYGATE_URL ?? "https://127.0.0.1:8443";
-const headers = { "X-API-Key": process.env.KEYGATE_ADMIN_KEY, "Content-Type": "application/json" };
+const url = process.env.KG_URL ?? "https://127.0.0.1:8443";
+const headers = { "X-API-Key": process.env.KG_ADMIN_KEY, "Content-Type": "application/json" };
 
 async function call(method, path, body) {
   const response = await fetch(url + path, { method, headers, body: body && JSON.stringify(body) });

@@ -1,6 +1,6 @@
 """keygate from Python (requests): create a key, use it, rotate it with a grace period.
 
-    KEYGATE_URL=https://127.0.0.1:8443 KEYGATE_CA=.run/tls/cert.pem KEYGATE_ADMIN_KEY=$(cat .run/admin.key) \
+    KG_URL=https://127.0.0.1:8443 KG_CA=.run/tls/cert.pem KG_ADMIN_KEY=$(cat .run/admin.key) \
         python3 docs/examples/python_example.py
 """
 import os
@@ -8,11 +8,11 @@ import sys
 
 import requests
 
-url = os.environ.get("KEYGATE_URL", "https://127.0.0.1:8443")
+url = os.environ.get("KG_URL", "https://127.0.0.1:8443")
 session = requests.Session()
-session.verify = os.environ.get("KEYGATE_CA", ".run/tls/cert.pem")
+session.verify = os.environ.get("KG_CA", ".run/tls/cert.pem")
 session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace verify
-admin = {"X-API-Key": os.environ["KEYGATE_ADMIN_KEY"]}
+admin = {"X-API-Key": os.environ["KG_ADMIN_KEY"]}
 
 
 def check(response, expected):

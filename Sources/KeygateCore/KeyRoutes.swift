@@ -144,7 +144,10 @@ enum KeyIssuer {
             allowedPaths = try SelfServiceBounds.paths(allowedPaths, caller: caller.allowedPaths)
             expiresAt = try SelfServiceBounds.expiry(expiresAt, caller: caller.expiresAt, field: body.expiresInDays == nil ? "expires_at" : "expires_in_days")
         }
-        let environment = try KeyValidation.environment(body.environment)
+        var environment = try KeyValidation.environment(body.environment)
+        if selfService {
+            environment = try SelfServiceBounds.environment(body.environment == nil ? nil : environment, caller: caller.environment)
+        }
         let raw = try APIKey.generate(prefix: context.configuration.keyPrefix, environment: environment == "test" ? .test : .live)
         let hash = try context.requireHasher().hash(raw)
         let record = try context.requireKeys().create(NewKey(

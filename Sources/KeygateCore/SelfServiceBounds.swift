@@ -11,6 +11,7 @@ import Storage
 ///   of its `allowed_ips`, each path under one of its `allowed_paths`; left out, the
 ///   caller's lists.
 /// - An expiring caller's new key expires no later; left out, at the same moment.
+/// - A `test` key makes `test` keys only; left out, the caller's environment.
 /// Refusals are 403s naming the field, like the other escalation refusals.
 enum SelfServiceBounds {
     static func limits(_ asked: KeyLimits, caller: KeyLimits, plan: KeyLimits) throws(Problem) -> KeyLimits {
@@ -59,6 +60,13 @@ enum SelfServiceBounds {
         paths.firstIndex { path in !own.contains { Authenticator.pathIsUnder(path, $0) } }
     }
 
+    /// `asked` already validated (live or test), nil when left out.
+    static func environment(_ asked: String?, caller: String) throws(Problem) -> String {
+        guard let asked else { return caller }
+        guard caller == "live" || asked == caller else { throw refuse("environment", "must be test: a test key makes test keys only") }
+        return asked
+    }
+
     /// µs since the epoch; nil is no expiry. `field` is the one the request gave it in.
     static func expiry(_ asked: Int64?, caller: Int64?, field: String) throws(Problem) -> Int64? {
         guard let caller else { return asked }
@@ -69,11 +77,12 @@ enum SelfServiceBounds {
 
     /// Rotating hands the caller a new key with `target`'s attributes, so a caller may
     /// rotate only a key no looser than itself: each of its limits set at most as high,
-    /// inside its networks and paths, expiring no later. (A restricted key must not turn
-    /// into an unrestricted sibling's successor.)
+    /// inside its networks and paths, expiring no later, and a test key only test keys.
+    /// (A restricted key must not turn into an unrestricted sibling's successor.)
     static func mayRotate(_ target: KeyRecord, by caller: KeyRecord) throws(Problem) {
         guard target.id != caller.id else { return }
-        let refusal = Problem(.forbidden, detail: "A key can rotate only keys with no looser limits, networks, paths or expiry than its own.")
+        let refusal = Problem(.forbidden, detail: "A key can rotate only keys with no looser limits, networks, paths, expiry or environment than its own.")
+        guard caller.environment == "live" || target.environment == caller.environment else { throw refusal }
         let pairs = [(target.limits.rateLimitPerMinute, caller.limits.rateLimitPerMinute), (target.limits.rateLimitPerHour, caller.limits.rateLimitPerHour),
                      (target.limits.burst, caller.limits.burst), (target.limits.quotaDaily, caller.limits.quotaDaily),
                      (target.limits.quotaMonthly, caller.limits.quotaMonthly)]

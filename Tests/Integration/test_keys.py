@@ -483,6 +483,23 @@ def test_self_service_keys_get_no_more_than_the_key_making_them(api):
     r = api.call("POST", f"/api/v1/auth/keys/{maker['id']}/rotate", key=sibling["key"], json={"grace_period_seconds": 60})
     assert r.status_code == 201, r.text
     CREATED_KEYS.append(r.json()["key"])
+    # A test key makes test keys (left out: its own environment), and cannot rotate a live one.
+    tester = api.create_key(scopes=["self"], user_id=user["id"], environment="test")
+    r = api.call("POST", "/api/v1/auth/keys", key=tester["key"], json={"name": "t", "scopes": ["self"]})
+    assert r.status_code == 201 and r.json()["environment"] == "test" and r.json()["key"].startswith("mdw_test_"), r.text
+    CREATED_KEYS.append(r.json()["key"])
+    asked_live = api.call("POST", "/api/v1/auth/keys", key=tester["key"], json={"name": "t", "scopes": ["self"], "environment": "live"})
+    assert problem(asked_live, 403)["field"] == "environment"
+    # Twins with the plan's limits, like the tester's: only the environment differs.
+    live_twin = api.create_key(scopes=["self"], user_id=user["id"])
+    test_twin = api.create_key(scopes=["self"], user_id=user["id"], environment="test")
+    problem(api.call("POST", f"/api/v1/auth/keys/{live_twin['id']}/rotate", key=tester["key"], json={}), 403)
+    r = api.call("POST", f"/api/v1/auth/keys/{test_twin['id']}/rotate", key=tester["key"], json={"grace_period_seconds": 60})
+    assert r.status_code == 201, r.text
+    CREATED_KEYS.append(r.json()["key"])
+    made_by_live = api.call("POST", "/api/v1/auth/keys", key=sibling["key"], json={"name": "t", "scopes": ["self"], "environment": "test"})
+    assert made_by_live.status_code == 201 and made_by_live.json()["environment"] == "test"
+    CREATED_KEYS.append(made_by_live.json()["key"])
 
 
 def test_allowed_ips_are_checked_as_postgresql_stores_them(api):

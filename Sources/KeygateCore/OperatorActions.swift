@@ -79,10 +79,11 @@ public final class OperatorActions {
         return view(record, raw: raw)
     }
 
-    public func listKeys(status: String?, userID: String?, environment: String?, limit: Int) throws -> [KeyView] {
+    public func listKeys(status: String?, userID: String?, environment: String?, limit: Int, cursor: String?) throws -> OperatorPage<KeyView> {
         // As the HTTP filter: a clear refusal, not the database's cast error.
         if let userID, !isUUID(userID) { throw Problem(.badRequest, detail: "user_id must be a UUID.", field: "user_id") }
-        return try keys.list(KeyFilter(status: status, userID: userID, environment: environment), limit: limit, cursor: nil).items.map { view($0) }
+        let page = try keys.list(KeyFilter(status: status, userID: userID, environment: environment), limit: limit, cursor: cursor)
+        return OperatorPage(items: page.items.map { view($0) }, nextCursor: page.nextCursor)
     }
 
     public func showKey(_ id: String) throws -> KeyView {
@@ -115,8 +116,9 @@ public final class OperatorActions {
                               externalID: try externalID.map(UserRoutes.externalID), by: .operatorOnHost))
     }
 
-    public func listUsers(limit: Int) throws -> [UserView] {
-        try users.list(limit: limit, cursor: nil).items.map(view)
+    public func listUsers(limit: Int, cursor: String?) throws -> OperatorPage<UserView> {
+        let page = try users.list(limit: limit, cursor: cursor)
+        return OperatorPage(items: page.items.map(view), nextCursor: page.nextCursor)
     }
 
     public func showUser(_ id: String) throws -> UserView {
@@ -221,8 +223,10 @@ extension OperatorActions {
         }
     }
 
-    public func listSymbols(active: Bool?, assetClass: String?, backfillStatus: String?, limit: Int) throws -> [SymbolView] {
-        try symbols.list(SymbolFilter(active: active, assetClass: assetClass, backfillStatus: backfillStatus), limit: limit, cursor: nil).items.map(view)
+    public func listSymbols(active: Bool?, assetClass: String?, backfillStatus: String?, limit: Int, cursor: String?) throws -> OperatorPage<SymbolView> {
+        let page = try symbols.list(SymbolFilter(active: active, assetClass: assetClass?.lowercased(), backfillStatus: backfillStatus),
+                                    limit: limit, cursor: cursor)
+        return OperatorPage(items: page.items.map(view), nextCursor: page.nextCursor)
     }
 
     public func showSymbol(_ raw: String) throws -> SymbolView {
@@ -250,4 +254,10 @@ public protocol OperatorView {
     var json: [UInt8] { get }
     var row: [String] { get }
     static var header: [String] { get }
+}
+
+/// One page of a list, paged as the HTTP API pages: `nextCursor` fetches the next.
+public struct OperatorPage<View: OperatorView> {
+    public let items: [View]
+    public let nextCursor: String?
 }

@@ -22,11 +22,13 @@ struct GlobalOptions: ParsableArguments {
         config ?? Environment.current["KEYGATE_CONFIG"]
     }
 
+    /// A bad or missing file is a failure (exit 1, the reason), not a usage error: the
+    /// command line itself was right.
     func loadConfiguration() throws -> Configuration {
         do {
             return try Configuration.load(path: configurationPath, environment: Environment.current)
         } catch {
-            throw ValidationError(String(describing: error))
+            throw CLIFailure(String(describing: error))
         }
     }
 }

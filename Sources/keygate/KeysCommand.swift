@@ -60,6 +60,7 @@ struct Keys: ParsableCommand {
         @Option var userId: String?
         @Option var environment: String?
         @Option(help: "At most this many (1-500).") var limit = 100
+        @Option(help: "The next page: the cursor the previous page gave.") var cursor: String?
 
         func validate() throws {
             guard (1...500).contains(limit) else { throw ValidationError("--limit must be 1 to 500") }
@@ -67,8 +68,9 @@ struct Keys: ParsableCommand {
         }
 
         func run() throws {
-            let views = try Keys.run(options) { try $0.listKeys(status: status, userID: userId, environment: environment, limit: limit) }
-            Keys.print(views, json: output.json)
+            OperatorOutput.print(try Keys.run(options) {
+                try $0.listKeys(status: status, userID: userId, environment: environment, limit: limit, cursor: cursor)
+            }, json: output.json)
         }
     }
 
@@ -141,8 +143,9 @@ struct Users: ParsableCommand {
         @OptionGroup var options: GlobalOptions
         @OptionGroup var output: Keys.Output
         @Option(help: "At most this many (1-500).") var limit = 100
+        @Option(help: "The next page: the cursor the previous page gave.") var cursor: String?
         func validate() throws { guard (1...500).contains(limit) else { throw ValidationError("--limit must be 1 to 500") } }
-        func run() throws { Users.print(try Keys.run(options) { try $0.listUsers(limit: limit) }, json: output.json) }
+        func run() throws { OperatorOutput.print(try Keys.run(options) { try $0.listUsers(limit: limit, cursor: cursor) }, json: output.json) }
     }
 
     struct Show: ParsableCommand {
@@ -174,6 +177,20 @@ enum OperatorOutput {
             return try body(try OperatorActions(configuration: configuration))
         } catch {
             throw CLIFailure(OperatorActions.message(for: error))
+        }
+    }
+
+    /// A page: under --json the API's `{"items": [...], "next_cursor": ...}`; as a table,
+    /// the rows, and on standard error how to fetch the next page when there is one.
+    static func print<View: OperatorView>(_ page: OperatorPage<View>, json: Bool) {
+        if json {
+            let items = page.items.map { String(decoding: $0.json, as: UTF8.self) }
+            // (Cursors are this service's own: digits, '.', '-' and hex letters only.)
+            let next = page.nextCursor.map { "\"\($0)\"" } ?? "null"
+            Swift.print("{\"items\":[" + items.joined(separator: ",") + "],\"next_cursor\":" + next + "}")
+        } else {
+            Swift.print(Table.render(header: View.header, rows: page.items.map(\.row)))
+            if let next = page.nextCursor { StandardError.write("more: add --cursor \(next)") }
         }
     }
 

@@ -69,7 +69,7 @@ struct Migrate: ParsableCommand {
     }
 }
 
-/// A failure reported as `keygate: message` with a non-zero exit code.
+/// A failure reported as `Error: message` (argument-parser's form) with exit code 1.
 struct CLIFailure: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }

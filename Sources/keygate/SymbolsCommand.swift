@@ -34,6 +34,7 @@ struct Symbols: ParsableCommand {
         @Option(help: "stock, crypto or etf.") var assetClass: String?
         @Option(help: "pending, in_progress, completed or failed.") var backfillStatus: String?
         @Option(help: "At most this many (1-500).") var limit = 500
+        @Option(help: "The next page: the cursor the previous page gave.") var cursor: String?
 
         func validate() throws {
             guard ["true", "false", "all"].contains(active) else { throw ValidationError("--active must be true, false or all") }
@@ -42,8 +43,9 @@ struct Symbols: ParsableCommand {
 
         func run() throws {
             let flag: Bool? = active == "all" ? nil : active == "true"
-            Symbols.print(try Keys.run(options) { try $0.listSymbols(active: flag, assetClass: assetClass, backfillStatus: backfillStatus, limit: limit) },
-                          json: output.json)
+            OperatorOutput.print(try Keys.run(options) {
+                try $0.listSymbols(active: flag, assetClass: assetClass, backfillStatus: backfillStatus, limit: limit, cursor: cursor)
+            }, json: output.json)
         }
     }
 

@@ -36,6 +36,9 @@ def test_keys_lifecycle_through_the_cli(stack, client):
     assert missing.returncode != 0 and "No such API key" in missing.stderr
     bad = cli(stack, "keys", "create", "--name", "x", "--scope", "root")
     assert bad.returncode != 0 and "scopes[0]" in bad.stderr
+    # A configuration that cannot be read is a failure with its reason, not a usage error.
+    unreadable = subprocess.run([stack.bin, "keys", "list", "--config", "/nonexistent.conf"], capture_output=True, text=True, timeout=60)
+    assert unreadable.returncode == 1 and "cannot be read" in unreadable.stderr and "USAGE" not in unreadable.stderr
     filtered = cli(stack, "keys", "list", "--user-id", "not-a-uuid")
     assert filtered.returncode != 0 and "user_id must be a UUID" in filtered.stderr, filtered.stderr
 
@@ -54,6 +57,26 @@ def test_revoke_restore_and_delete_need_no_pepper(stack):
     refused = subprocess.run([stack.bin, "keys", "create", "--name", "x", "--scope", "self", "--config", stack.config],
                              env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "pepper" in refused.stderr
+
+
+def test_cli_lists_page_to_the_end(stack):
+    made = {json.loads(cli(stack, "keys", "create", "--name", "page", "--scope", "self", "--json").stdout)["id"] for _ in range(3)}
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = json.loads(cli(stack, "keys", "list", "--limit", "2", "--json", *(["--cursor", cursor] if cursor else [])).stdout)
+        assert set(page) == {"items", "next_cursor"} and len(page["items"]) <= 2
+        seen += [item["id"] for item in page["items"]]
+        cursor, pages = page["next_cursor"], pages + 1
+        if cursor is None:
+            break
+    assert made <= set(seen) and len(seen) == len(set(seen)) and pages >= 2
+    for _ in range(2):
+        assert cli(stack, "users", "create", "--email", f"page-{uuid.uuid4().hex[:8]}@example.com").returncode == 0
+    table = cli(stack, "users", "list", "--limit", "1")
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 2 and "more: add --cursor " in table.stderr
+    last = cli(stack, "users", "list", "--limit", "500")
+    assert last.returncode == 0 and "more:" not in last.stderr
+    assert cli(stack, "keys", "list", "--cursor", "garbage").returncode != 0
 
 
 def test_users_through_the_cli(stack):

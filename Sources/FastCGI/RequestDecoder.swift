@@ -137,6 +137,10 @@ public struct RequestDecoder {
         if path.utf8.contains(UInt8(ascii: "%")) && QueryString.percentDecode(Substring(path)) == nil {
             throw fail(Problem(.badRequest, detail: "The request path does not decode to valid UTF-8."))
         }
+        // No parameter holds a NUL (PostgreSQL text cannot): refused here, once for every route.
+        if Self.holdsNUL(query) {
+            throw fail(Problem(.badRequest, detail: "The query string holds a NUL character (%00)."))
+        }
         var body: [UInt8] = []
         switch contentLength {
         case .absent:
@@ -190,6 +194,16 @@ public struct RequestDecoder {
             }
             return name.count - 5
         }
+    }
+
+    /// A NUL byte, raw or escaped as `%00`.
+    static func holdsNUL(_ query: String) -> Bool {
+        var previous: (UInt8, UInt8) = (0xFF, 0xFF)
+        for byte in query.utf8 {
+            if byte == 0 || (previous == (UInt8(ascii: "%"), UInt8(ascii: "0")) && byte == UInt8(ascii: "0")) { return true }
+            previous = (previous.1, byte)
+        }
+        return false
     }
 
     /// A request target: must start with `/` and be UTF-8; split at the first `?`.

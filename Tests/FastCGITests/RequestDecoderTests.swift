@@ -235,6 +235,23 @@ struct RequestDecoderTests {
         #expect(request.queryItems == ["y": "1"])
     }
 
+    @Test("a NUL in the query, escaped or raw, is 400; '%25' + '00' is no NUL", arguments: [
+        "/a?x=%00", "/a?x=1&y=a%00b", "/a?%00=1", "/a?x=%2500%00",
+    ])
+    func queryNUL(uri: String) throws {
+        let error = try #require(failure(with(["REQUEST_URI": uri])))
+        #expect(error.problem.status == .badRequest)
+        #expect(error.problem.detail.contains("NUL"))
+    }
+
+    @Test("a query without NUL passes, raw NUL bytes do not")
+    func queryWithoutNUL() throws {
+        #expect(try decode(with(["REQUEST_URI": "/a?x=%2500&y=%200"])).queryItems == ["x": "%00", "y": " 0"])
+        var pairs = with(["REQUEST_URI": nil])
+        pairs.append((Array("REQUEST_URI".utf8), Array("/a?x=1".utf8) + [0]))
+        #expect(try #require(failure(pairs)).problem.detail.contains("NUL"))
+    }
+
     @Test("an oversized param value is 431 naming it")
     func oversizedParam() throws {
         let limits = RequestLimits(maxBodyBytes: 1 << 20, maxParamBytes: 64)

@@ -86,9 +86,13 @@ final class Housekeeper {
     }
 
     /// One pass: store waiting usage, then wait up to 100 ms for key-change notifications.
+    /// Notifications are also taken between the steps, so a slow batch does not hold back
+    /// another host's revocation by the time of both steps.
     func cycle(now: Int64) {
         let stored = drain(now: now)
         heartbeat()
+        // (Only while listening: reconnecting is left to the end of the cycle, once.)
+        if listeningOn != nil, listeningOn == listener.connectionCount, listener.isConnected { listenForChanges(waitMilliseconds: 0) }
         maintain(now: now)
         heartbeat()
         listenForChanges(waitMilliseconds: stored == Self.batchSize ? 0 : 100)

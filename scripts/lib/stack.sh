@@ -23,6 +23,9 @@ kg_install_packages() {
   command -v perl >/dev/null || missing+=(perl)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v node >/dev/null || missing+=(nodejs)   # runs docs/examples/javascript_example.mjs
+  # The tests, the bench's reports and the examples use Python; the tests may need a venv.
+  command -v python3 >/dev/null || missing+=(python3)
+  command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     kg_say "installing ${missing[*]}"
     local sudo=""

@@ -384,14 +384,37 @@ public struct RateTable: @unchecked Sendable {
         return victim
     }
 
-    /// After a holder died mid-update: that entry's counts may be torn, so start it afresh.
+    /// After a holder died mid-update: that entry's window totals may disagree with their
+    /// buckets, so they are rebuilt from them. Starting the key afresh instead would hand
+    /// it a whole new window (its limit leaking, once per crash).
     private func repair() {
         header.pointee.lockRecoveries.wrappingAdd(1, ordering: .relaxed)
         let writing = header.pointee.writing.load(ordering: .relaxed)
         if writing > 0 && writing <= capacity {
-            entry(writing - 1).pointee.state = State.empty.rawValue
+            let torn = entry(writing - 1)
+            let windows = self.windows(torn)
+            windows.minute.rebuildTotal()
+            windows.hour.rebuildTotal()
+            windows.burst.rebuildTotal()
+            torn.pointee.state = State.used.rawValue
             header.pointee.writing.store(0, ordering: .relaxed)
         }
+    }
+
+    // MARK: Test support
+
+    /// Takes the lock and starts counting a request for `key` (its minute bucket, not yet
+    /// the total), then runs `body` without releasing anything: lets tests die mid-count.
+    public func simulateWriterDyingMidCount(_ key: [UInt8], now: Int64, _ body: () -> Never) -> Never {
+        mutex.lock()
+        if let words = Self.words(key), let entry = find(words) {
+            header.pointee.writing.store(index(of: entry) + 1, ordering: .relaxed)
+            entry.pointee.state = State.writing.rawValue
+            let minute = windows(entry).minute
+            minute.advance(to: now)
+            minute.buckets[Int(minute.header.pointee.lastBucket % Int64(minute.bucketCount))] &+= 1
+        }
+        body()
     }
 
     static func seconds(_ micros: Int64) -> Int {

@@ -40,6 +40,15 @@ struct SlidingWindow {
 
     var total: Int { Int(header.pointee.total) }
 
+    /// After a writer died mid-update: the total is the one value that can disagree with
+    /// the buckets (counted apart from its bucket, or a drop half done), so it is summed
+    /// anew. Buckets left of the window stay cleared or are cleared by the next `advance`.
+    func rebuildTotal() {
+        var sum: Int64 = 0
+        for index in 0..<bucketCount { sum += Int64(buckets[index]) }
+        header.pointee.total = sum
+    }
+
     func count() {
         let index = Int(header.pointee.lastBucket % Int64(bucketCount))
         buckets[index] &+= 1

@@ -219,4 +219,22 @@ struct RateTableForkTests {
         #expect(stats.refused == 350)
         #expect(decide(table, limits, at: noon + 2)?.remaining == 0)
     }
+
+    @Test("a process killed mid-count leaves the key's requests counted, not a fresh window")
+    func holderDiesMidCount() throws {
+        let table = try makeTable()
+        let limits = RateLimits(perMinute: 3)
+        #expect(allowed(table, limits, count: 2, at: noon) == 2)
+        let child = Glibc.fork()
+        try #require(child >= 0)
+        if child == 0 {
+            table.simulateWriterDyingMidCount(key, now: noon + second) { kill(getpid(), SIGKILL); _exit(1) }
+        }
+        #expect(waitForChild(child) == .signaled(SIGKILL))
+        // The two requests and the one torn mid-count stay counted: none more this minute.
+        #expect(allowed(table, limits, count: 3, at: noon + 2 * second) == 0)
+        #expect(table.statistics.lockRecoveries == 1)
+        // The window then moves on as usual.
+        #expect(allowed(table, limits, count: 5, at: noon + 62 * second) == 3)
+    }
 }

@@ -1,6 +1,7 @@
 """Integration-test fixtures. scripts/test starts the stack (keygate pool + nginx over
 HTTPS, later PostgreSQL and PgBouncer) and passes its coordinates in KG_* variables.
 Run by hand without them, the tests skip visibly; under CI=true a missing stack fails."""
+import itertools
 import json
 import os
 import signal
@@ -71,13 +72,15 @@ def client(stack):
 class AuxPool:
     """A keygate pool of its own behind the test nginx's aux server (KG_AUX_BASE),
     for tests that kill, stop or reconfigure a pool."""
+    _made = itertools.count(1)
 
     def __init__(self, stack, **settings):
         self.stack = stack
         self.dir = os.path.join(stack.run, "aux")
         os.makedirs(self.dir, exist_ok=True)
         self.config = os.path.join(self.dir, "keygate.conf")
-        self.log_path = os.path.join(self.dir, "keygate.log")
+        # A log of its own, kept: the last test of the run searches every log for keys.
+        self.log_path = os.path.join(self.dir, f"keygate-{next(AuxPool._made)}.log")
         self.settings = {"listen": stack.aux_socket, "listen_mode": "0666", "runtime_dir": self.dir,
                          "workers": 2, "debug_routes": "on", "shutdown_timeout": 10}
         main = stack.settings()
@@ -94,7 +97,7 @@ class AuxPool:
 
     def start(self):
         self.write_config()
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "ab")
         # A process group of its own, as under a terminal or a service manager: tests may
         # signal the whole group.
         self.process = subprocess.Popen([self.stack.bin, "serve", "--config", self.config],

@@ -5,6 +5,8 @@ import os
 import subprocess
 import uuid
 
+from test_keys import CREATED_KEYS
+
 
 def cli(stack, *args):
     return subprocess.run([stack.bin, *args, "--config", stack.config], capture_output=True, text=True, timeout=60)
@@ -15,6 +17,7 @@ def test_keys_lifecycle_through_the_cli(stack, client):
     created = cli(stack, "keys", "create", "--name", name, "--scope", "self", "--json")
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)
+    CREATED_KEYS.append(key["key"])
     assert key["name"] == name and key["key"].startswith("mdw_live_") and key["scopes"] == ["self"]
     headers = {"X-API-Key": key["key"]}
     assert client.get(stack.base + "/api/v1/auth/key", headers=headers).status_code == 200
@@ -27,6 +30,7 @@ def test_keys_lifecycle_through_the_cli(stack, client):
     assert client.get(stack.base + "/api/v1/auth/key", headers=headers).status_code == 401
     assert json.loads(cli(stack, "keys", "restore", key["id"], "--json").stdout)["status"] == "active"
     rotated = json.loads(cli(stack, "keys", "rotate", key["id"], "--json").stdout)
+    CREATED_KEYS.append(rotated["key"])
     assert rotated["rotated_from"] == key["id"]
     assert client.get(stack.base + "/api/v1/auth/key", headers={"X-API-Key": rotated["key"]}).status_code == 200
     assert cli(stack, "keys", "delete", rotated["id"]).returncode == 0
@@ -47,6 +51,7 @@ def test_revoke_restore_and_delete_need_no_pepper(stack):
     # An operator who cannot read the pepper (0600, the service's user) can still stop a key;
     # and a delete that committed is not reported as a failure.
     key = json.loads(cli(stack, "keys", "create", "--name", "no-pepper", "--scope", "self", "--json").stdout)
+    CREATED_KEYS.append(key["key"])
     env = dict(os.environ, KEYGATE_PEPPER_FILE="/nonexistent/pepper")
     for action in ("revoke", "restore", "delete"):
         run = subprocess.run([stack.bin, "keys", action, key["id"], "--config", stack.config],
@@ -60,7 +65,9 @@ def test_revoke_restore_and_delete_need_no_pepper(stack):
 
 
 def test_cli_lists_page_to_the_end(stack):
-    made = {json.loads(cli(stack, "keys", "create", "--name", "page", "--scope", "self", "--json").stdout)["id"] for _ in range(3)}
+    keys = [json.loads(cli(stack, "keys", "create", "--name", "page", "--scope", "self", "--json").stdout) for _ in range(3)]
+    CREATED_KEYS.extend(k["key"] for k in keys)
+    made = {k["id"] for k in keys}
     seen, cursor, pages = [], None, 0
     while True:
         page = json.loads(cli(stack, "keys", "list", "--limit", "2", "--json", *(["--cursor", cursor] if cursor else [])).stdout)

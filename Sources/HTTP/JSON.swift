@@ -22,8 +22,25 @@ public enum JSON {
         try JSONDecoder().decode([String: String].self, from: Data(text.utf8))
     }
 
-    /// Decodes a request body, turning every failure into a 400/422 that names the problem.
+    /// Decodes a request body, turning every failure into a 400/422 that names the problem,
+    /// and refusing (422, naming it) any field the body type does not have.
+    public static func decode<T: RequestBody>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
+        let value = try decodeValue(type, from: body)
+        // (The body decoded, so it is a JSON object.)
+        if let names = try? JSONDecoder().decode([String: Ignored].self, from: Data(body)).keys,
+           let unknown = names.filter({ !T.fieldNames.contains($0) }).sorted().first {
+            throw Problem(.unprocessableContent, title: "Unknown field",
+                          detail: "Field '\(unknown)' is not a field of this request.", field: unknown)
+        }
+        return value
+    }
+
+    /// Decodes JSON into any type, turning every failure into a 400/422 that names the problem.
     public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
+        try decodeValue(type, from: body)
+    }
+
+    private static func decodeValue<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
         guard !body.isEmpty else {
             throw Problem(.badRequest, title: "Malformed JSON", detail: "The request body is empty; a JSON object was expected.")
         }
@@ -121,6 +138,18 @@ private func snakeCaseOnly(_ path: [any CodingKey]) -> any CodingKey {
     let words = name.split(separator: "_", omittingEmptySubsequences: false)
     guard words.count > 1, !words.contains(where: \.isEmpty) else { return BodyKey(name) }
     return BodyKey(words[0] + words.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined())
+}
+
+/// A request body type, with its fields' wire (snake_case) names. A name it does not
+/// know (a typo, the camelCase spelling) is refused rather than ignored: ignoring it would
+/// quietly drop what the client asked for, an `allowed_ips` restriction, say.
+public protocol RequestBody: Decodable {
+    static var fieldNames: Set<String> { get }
+}
+
+/// Any JSON value, read and thrown away (to list an object's keys).
+private struct Ignored: Decodable {
+    init(from decoder: any Decoder) throws {}
 }
 
 private struct BodyKey: CodingKey {

@@ -3,7 +3,12 @@ import Posix
 import Storage
 
 /// `POST …/api-keys` and `POST /api/v1/auth/keys`.
-struct CreateKeyBody: Decodable {
+struct CreateKeyBody: RequestBody {
+    static let fieldNames: Set<String> = [
+        "name", "user_id", "environment", "scopes", "expires_at", "expires_in_days", "rate_limit_per_minute",
+        "rate_limit_per_hour", "burst", "quota_daily", "quota_monthly", "allowed_ips", "allowed_paths",
+    ]
+
     let name: String
     let userId: String?
     let environment: String?
@@ -20,8 +25,12 @@ struct CreateKeyBody: Decodable {
 }
 
 /// `PUT/PATCH …/api-keys/{id}`: absent leaves a field alone; null clears a limit or expiry.
-struct UpdateKeyBody: Decodable {
+struct UpdateKeyBody: RequestBody {
     var changes = KeyChanges()
+    static let fieldNames: Set<String> = [
+        "name", "active", "scopes", "allowed_paths", "allowed_ips", "rate_limit_per_minute", "rate_limit_per_hour", "burst",
+        "quota_daily", "quota_monthly", "expires_at", "expires_in_days", "user_id", "environment",
+    ]
 
     enum CodingKeys: String, CodingKey {
         case name, active, scopes, allowedPaths, allowedIps, rateLimitPerMinute, rateLimitPerHour, burst
@@ -108,7 +117,7 @@ enum KeyValidation {
 
     static func paths(_ paths: [String]) throws(Problem) -> [String] {
         guard paths.count <= 100 else { throw invalid("allowed_paths", "at most 100 entries") }
-        for (index, path) in paths.enumerated() where !path.hasPrefix("/") || path.utf8.count > 512 || path.utf8.contains(0) {
+        for (index, path) in paths.enumerated() where !path.hasPrefix("/") || path.unicodeScalars.count > 512 || path.utf8.contains(0) {
             throw invalid("allowed_paths[\(index)]", "must be a path prefix starting with '/'")
         }
         return paths

@@ -196,7 +196,10 @@ enum KeyIssuer {
 
     static func rotate(_ target: KeyRecord, body: [UInt8], caller: KeyRecord, request: Request, context: AppContext) throws -> (KeyRecord, String) {
         try checkNoEscalation(caller: caller, target: target)
-        struct RotateBody: Decodable { let gracePeriodSeconds: Int? }
+        struct RotateBody: RequestBody {
+            static let fieldNames: Set<String> = ["grace_period_seconds"]
+            let gracePeriodSeconds: Int?
+        }
         let grace = body.isEmpty ? 0 : (try JSON.decode(RotateBody.self, from: body).gracePeriodSeconds ?? 0)
         guard (0...604_800).contains(grace) else {
             throw KeyValidation.invalid("grace_period_seconds", "must be 0 to 604800 (7 days)")

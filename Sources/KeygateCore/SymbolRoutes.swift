@@ -5,13 +5,15 @@ import Storage
 enum SymbolRoutes {
     static let base = "/api/v1/admin/symbols"
 
-    struct AddBody: Decodable {
+    struct AddBody: RequestBody {
+        static let fieldNames: Set<String> = ["symbol", "asset_class"]
         let symbol: String
         let assetClass: String
     }
 
-    struct UpdateBody: Decodable {
+    struct UpdateBody: RequestBody {
         var changes = SymbolChanges()
+        static let fieldNames: Set<String> = ["active", "asset_class", "backfill_status", "backfill_error"]
 
         enum CodingKeys: String, CodingKey { case active, assetClass, backfillStatus, backfillError }
 
@@ -26,7 +28,8 @@ enum SymbolRoutes {
         }
     }
 
-    struct ClaimBody: Decodable {
+    struct ClaimBody: RequestBody {
+        static let fieldNames: Set<String> = ["limit", "asset_class"]
         let limit: Int?
         let assetClass: String?
     }

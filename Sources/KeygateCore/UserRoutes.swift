@@ -6,13 +6,15 @@ enum UserRoutes {
     static let base = "/api/v1/admin/users"
     static let tiers = ["free", "pro", "enterprise"]
 
-    struct CreateBody: Decodable {
+    struct CreateBody: RequestBody {
+        static let fieldNames: Set<String> = ["email", "plan_tier", "external_id"]
         let email: String
         let planTier: String?
         let externalId: String?
     }
 
-    struct UpdateBody: Decodable {
+    struct UpdateBody: RequestBody {
+        static let fieldNames: Set<String> = ["email", "plan_tier", "external_id"]
         var email: String?
         var planTier: String?
         var externalId: String??

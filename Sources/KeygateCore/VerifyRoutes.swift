@@ -12,7 +12,8 @@ import Storage
 /// or 401/403/429. `POST /api/v1/keys/verify` asks the same about a key in the body, for
 /// services not behind this nginx (scope `keys:verify`).
 enum VerifyRoutes {
-    struct VerifyBody: Decodable {
+    struct VerifyBody: RequestBody {
+        static let fieldNames: Set<String> = ["key", "scope", "path", "ip"]
         let key: String
         let scope: String?
         let path: String?

@@ -154,7 +154,8 @@ public final class KeyStore {
             else if !before.active && after.active { action = "key.restored" }
             else { action = "key.updated" }
             try Audit.append(action: action, targetType: "api_key", targetID: id, by: actor,
-                             details: ["changed": Self.changedFields(changes).joined(separator: " ")], on: db)
+                             details: ["changed": Self.changedFields(changes).filter { $0 != "active" || changes.active != before.active }
+                                                      .joined(separator: " ")], on: db)
             return after
         }
     }

@@ -11,6 +11,18 @@ ADMIN = "/api/v1/admin"
 CREATED_KEYS = []  # every raw key any test saw, for the no-secrets-anywhere test
 
 
+def every(api, path, **params):
+    """Every item of a list route, all pages (the suite writes more than one page of keys
+    and audit entries, so one page of 500 would miss the newest)."""
+    items, cursor = [], None
+    while True:
+        body = api.call("GET", path, params={"limit": 500, **params} | ({"cursor": cursor} if cursor else {})).json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+
+
 @pytest.fixture(scope="module")
 def admin_key(stack):
     path = os.environ.get("KG_ADMIN_KEY_FILE")
@@ -126,12 +138,12 @@ def test_unknown_key_id_is_404(api):
     (b'{"name": "x", "user_id": "nope"}', 422, "user_id"),
 ])
 def test_bad_create_bodies_name_the_field_and_change_nothing(api, body, status, field):
-    before = len(api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"])
+    before = len(every(api, ADMIN + "/api-keys"))
     r = api.call("POST", ADMIN + "/api-keys", data=body, headers={"Content-Type": "application/json"})
     payload = problem(r, status)
     if field:
         assert payload["field"] == field
-    assert len(api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"]) == before
+    assert len(every(api, ADMIN + "/api-keys")) == before
 
 
 def test_user_must_exist_and_plan_tier_gives_default_limits(api):
@@ -238,7 +250,7 @@ def test_revoke_restore_delete_take_effect_on_the_next_request(api):
     assert api.call("DELETE", f"{ADMIN}/api-keys/{key['id']}").status_code == 204
     problem(api.call("GET", "/api/v1/auth/key", key=key["key"]), 401)
     problem(api.call("GET", f"{ADMIN}/api-keys/{key['id']}"), 404)
-    actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
+    actions = [e["action"] for e in every(api, ADMIN + "/audit-log")
                if e["target_id"] == key["id"]]
     assert actions == ["key.created", "key.revoked", "key.restored", "key.deleted"]
 
@@ -255,7 +267,7 @@ def test_edits_apply_and_are_audited(api):
     # A past expiry is refused as at creation (before 1970 it once crashed the formatter).
     for past in ("1969-02-05T19:33:17.9-08:34", "2001-01-01T00:00:00Z"):
         assert problem(api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"expires_at": past}), 422)["field"] == "expires_at"
-    entry = [e for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
+    entry = [e for e in every(api, ADMIN + "/audit-log")
              if e["target_id"] == key["id"] and e["action"] == "key.updated"][0]
     assert entry["actor_key_id"] and entry["remote_addr"] == "127.0.0.1" and len(entry["request_id"]) == 32
     assert set(entry["details"]["changed"].split()) == {"name", "rate_limit_per_minute", "scopes"}
@@ -273,11 +285,16 @@ def test_update_bodies_are_snake_case_and_name_what_cannot_change(api):
     assert timedelta(days=29, hours=23) < ahead <= timedelta(days=30)
     assert problem(api.call("PATCH", url, json={"expires_in_days": 0}), 422)["field"] == "expires_in_days"
     problem(api.call("PATCH", url, json={"expires_in_days": 3, "expires_at": "2999-01-01T00:00:00Z"}), 422)
-    # A camelCase name is no field of the API: it changes nothing.
-    problem(api.call("PATCH", url, json={"rateLimitPerMinute": 99}), 422)
+    # A name the body does not have (camelCase, a typo) is a 422 naming it, never ignored:
+    # ignoring allowedIps would make a key usable from anywhere.
+    assert problem(api.call("PATCH", url, json={"rateLimitPerMinute": 99}), 422)["field"] == "rateLimitPerMinute"
     assert api.call("GET", url).json()["rate_limit_per_minute"] == 5
-    created = api.create_key(scopes=["self"], rateLimitPerMinute=7)
-    assert created["rate_limit_per_minute"] is None
+    before = len(every(api, ADMIN + "/api-keys"))
+    for field, value in (("allowedIps", ["10.0.0.0/8"]), ("allowed_ip", ["10.0.0.0/8"]), ("expiresInDays", 1)):
+        r = api.call("POST", ADMIN + "/api-keys", json={"name": "strict", "scopes": ["self"], field: value})
+        assert problem(r, 422)["field"] == field
+    assert len(every(api, ADMIN + "/api-keys")) == before
+    assert problem(api.call("POST", f"{ADMIN}/users", json={"email": "x@example.com", "planTier": "pro"}), 422)["field"] == "planTier"
 
 
 def test_rotation_without_and_with_grace(api):
@@ -320,7 +337,7 @@ def test_a_rotation_waiting_on_a_revocation_finds_the_key_revoked(api):
             results = list(pool.map(rotate, range(2)))
     CREATED_KEYS.extend(r.json()["key"] for r in results if r.status_code == 201)
     assert [r.status_code for r in results] == [409, 409], [r.text for r in results]
-    items = api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"]
+    items = every(api, ADMIN + "/api-keys")
     assert not [k for k in items if k["rotated_from"] == key["id"]]
 
 
@@ -336,7 +353,7 @@ def test_a_rotation_waiting_on_a_scope_edit_checks_the_new_scopes(api):
     if r.status_code == 201:
         CREATED_KEYS.append(r.json()["key"])
     problem(r, 403)
-    assert not [k for k in api.call("GET", ADMIN + "/api-keys", params={"limit": 500}).json()["items"] if k["rotated_from"] == target["id"]]
+    assert not [k for k in every(api, ADMIN + "/api-keys") if k["rotated_from"] == target["id"]]
     # (The bootstrap test counts the keys holding 'admin': this one goes.)
     assert api.call("DELETE", f"{ADMIN}/api-keys/{target['id']}").status_code == 204
 
@@ -364,9 +381,13 @@ def test_revoking_a_revoked_key_changes_and_audits_nothing(api):
     first = api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": False}).json()
     again = api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": False})
     assert again.status_code == 200 and again.json()["revoked_at"] == first["revoked_at"]
-    actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
+    actions = [e["action"] for e in every(api, ADMIN + "/audit-log")
                if e["target_id"] == key["id"]]
     assert actions == ["key.created", "key.revoked"], actions
+    # With another change, only that one is audited as changed.
+    api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": False, "name": "renamed"})
+    last = [e for e in every(api, ADMIN + "/audit-log") if e["target_id"] == key["id"]][-1]
+    assert last["action"] == "key.updated" and last["details"]["changed"] == "name", last
 
 
 def test_key_audit_and_usage_routes_answer(api):
@@ -402,8 +423,8 @@ def test_users_routes(api):
     patched = api.call("PATCH", f"{ADMIN}/users/{user['id']}", json={"plan_tier": "enterprise", "external_id": None}).json()
     assert patched["plan_tier"] == "enterprise" and patched["external_id"] is None
     assert api.call("PUT", f"{ADMIN}/users/{user['id']}", json={"email": "new-" + email}).json()["email"] == "new-" + email
-    assert any(u["id"] == user["id"] for u in api.call("GET", ADMIN + "/users", params={"limit": 500}).json()["items"])
-    actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"] if e["target_id"] == user["id"]]
+    assert any(u["id"] == user["id"] for u in every(api, ADMIN + "/users"))
+    actions = [e["action"] for e in every(api, ADMIN + "/audit-log") if e["target_id"] == user["id"]]
     assert actions == ["user.created", "user.updated", "user.updated"]
     # Lengths in characters, as the database's CHECKs count them (255 CJK = 765 bytes).
     wide = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "external_id": "漢" * 255})
@@ -520,6 +541,9 @@ def test_names_are_counted_as_the_database_counts_them(api):
     assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "e\u0301" * 150}), 422)["field"] == "name"
     assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "a\u0000b"}), 422)["field"] == "name"
     assert api.create_key(name="é" * 200)["name"] == "é" * 200
+    # Paths too: 512 characters (here 601 bytes) as the document says.
+    assert api.create_key(allowed_paths=["/" + "é" * 511])["allowed_paths"] == ["/" + "é" * 511]
+    assert problem(api.call("POST", ADMIN + "/api-keys", json={"name": "p", "allowed_paths": ["/" + "é" * 512]}), 422)["field"] == "allowed_paths[0]"
 
 
 # --- secrets and bootstrap ---

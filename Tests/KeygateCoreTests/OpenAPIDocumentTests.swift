@@ -10,6 +10,16 @@ struct OpenAPIDocumentTests {
     private struct Document: Decodable {
         let openapi: String
         let paths: [String: [String: Ignored]]
+        let components: Components
+    }
+
+    private struct Components: Decodable {
+        let schemas: [String: Schema]
+    }
+
+    private struct Schema: Decodable {
+        let properties: [String: Ignored]?
+        let additionalProperties: Bool?
     }
 
     /// Accepts any JSON value without reading it.
@@ -38,5 +48,23 @@ struct OpenAPIDocumentTests {
         let routes = Set(app.context.routeNames)
         #expect(routes.subtracting(documented).isEmpty, "routes missing from docs/openapi.json: \(routes.subtracting(documented).sorted())")
         #expect(documented.subtracting(routes).isEmpty, "documented operations with no route: \(documented.subtracting(routes).sorted())")
+    }
+
+    @Test("each request body type knows exactly the fields its schema documents, and the schema allows no others")
+    func requestBodiesMatchSchemas() throws {
+        let schemas = try load().components.schemas
+        let bodies: [(String, Set<String>)] = [
+            ("CreateKey", CreateKeyBody.fieldNames), ("RotateRequest", ["grace_period_seconds"]),
+            ("AddSymbol", SymbolRoutes.AddBody.fieldNames), ("UpdateSymbol", SymbolRoutes.UpdateBody.fieldNames),
+            ("ClaimRequest", SymbolRoutes.ClaimBody.fieldNames), ("CreateUser", UserRoutes.CreateBody.fieldNames),
+            ("UpdateUser", UserRoutes.UpdateBody.fieldNames), ("VerifyRequest", VerifyRoutes.VerifyBody.fieldNames),
+            // user_id and environment: known to the body so that it can refuse them by name.
+            ("UpdateKey", UpdateKeyBody.fieldNames.subtracting(["user_id", "environment"])),
+        ]
+        for (name, fields) in bodies {
+            let schema = try #require(schemas[name], "no schema \(name)")
+            #expect(Set(schema.properties?.keys ?? [:].keys) == fields, "\(name)")
+            #expect(schema.additionalProperties == false, "\(name)")
+        }
     }
 }

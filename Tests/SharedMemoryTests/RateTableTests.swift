@@ -28,8 +28,8 @@ private func seedIfAsked(_ table: RateTable, _ limits: RateLimits, at now: Int64
 }
 
 /// How many of `count` requests at `now` get through.
-private func allowed(_ table: RateTable, _ limits: RateLimits, count: Int, at now: Int64) -> Int {
-    (0..<count).filter { _ in decide(table, limits, at: now)?.allowed == true }.count
+private func allowed(_ table: RateTable, _ limits: RateLimits, count: Int, at now: Int64, key: [UInt8] = key) -> Int {
+    (0..<count).filter { _ in decide(table, limits, at: now, key: key)?.allowed == true }.count
 }
 
 @Suite("Rate limits")
@@ -110,6 +110,15 @@ struct RateTableTests {
         #expect(allowed(table, limits, count: 5, at: afterMidnight) == 3)
         #expect(allowed(table, limits, count: 5, at: afterMidnight - 60 * second) == 0) // stepped back to 23:59:30
         #expect(allowed(table, limits, count: 5, at: afterMidnight + 60 * second) == 0) // and forward: still that day
+        // A clock that had run days ahead and is then set right starts counting today.
+        let other = [UInt8](repeating: 9, count: 16)
+        let ahead = afterMidnight + 30 * RateTable.day
+        if table.check(other, limits: limits, now: ahead) == .needsQuotaCounts {
+            table.seedQuota(other, QuotaCounts(day: ahead / RateTable.day, dayCount: 0, month: RateTable.month(ofDay: ahead / RateTable.day),
+                                               monthCount: 0), now: ahead)
+        }
+        #expect(allowed(table, limits, count: 5, at: ahead, key: other) == 3)
+        #expect(allowed(table, limits, count: 5, at: afterMidnight + 120 * second, key: other) == 3)
     }
 
     @Test("monthly quota resets on the 1st (UTC), across month lengths and leap years")

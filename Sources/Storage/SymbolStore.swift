@@ -155,6 +155,11 @@ public final class SymbolStore {
                 if status != before.backfillStatus, let refusal = transition(before.backfillStatus, status) {
                     return (before, refusal)
                 }
+                // An error describes a failed backfill. (The route checks this too, on the row
+                // it read before this lock; a claim may have moved the symbol on since.)
+                if case .some(.some) = changes.backfillError, status != "failed" {
+                    return (before, "backfill_error may be set only on a failed symbol; it is \(status) now")
+                }
                 let finishing = before.backfillStatus == "in_progress" && (status == "completed" || status == "failed")
                 var error: String? = changes.backfillError ?? before.backfillError
                 if status == "completed" || status == "pending" || status == "in_progress" { error = changes.backfillError ?? nil }

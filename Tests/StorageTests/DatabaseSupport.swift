@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import Postgres
+@testable import Storage
 
 /// `<repo>/migrations`, from this file's path.
 let repositoryMigrationsDirectory: String = {
@@ -28,3 +29,12 @@ func withFreshDatabase(_ body: (String) throws -> Void) throws {
     try body(adminURL.replacing("dbname=keygate_unit", with: "dbname=\(name)"))
 }
 
+/// A fresh database with every migration applied, for `body`.
+func withMigratedDatabase(_ body: (PostgresConnection) throws -> Void) throws {
+    let migrations = try Migration.load(directory: repositoryMigrationsDirectory)
+    try withFreshDatabase { (url: String) throws in
+        let db = PostgresConnection(connectionString: url)
+        try MigrationRunner(connection: db, migrations: migrations).up()
+        try body(db)
+    }
+}

@@ -85,16 +85,6 @@ struct UsageQueriesTests {
         }
     }
 
-    /// A fresh database with every migration applied, for `body`.
-    private func withMigratedDatabase(_ body: (PostgresConnection) throws -> Void) throws {
-        let migrations = try Migration.load(directory: repositoryMigrationsDirectory)
-        try withFreshDatabase { (url: String) throws in
-            let db = PostgresConnection(connectionString: url)
-            try MigrationRunner(connection: db, migrations: migrations).up()
-            try body(db)
-        }
-    }
-
     private func row(_ key: String, at: Int64, path: String, status: Int, from address: String = "192.0.2.1") -> UsageRow {
         UsageRow(keyID: key, at: at, method: "GET", route: "GET /x", path: path, status: status, responseTimeMicroseconds: 100,
                  remoteAddress: address, counted: true)

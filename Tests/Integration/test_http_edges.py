@@ -59,9 +59,13 @@ def test_wrong_method_405_with_allow(stack, client):
 
 
 def test_head_answers_like_get_without_body(stack, client):
+    get = client.get(stack.base + "/healthz")
     r = client.head(stack.base + "/healthz")
-    assert r.status_code == 200
-    assert r.content == b""
+    assert r.status_code == 200 and r.content == b""
+    # The headers GET would send (the app, not nginx, answered the HEAD).
+    assert r.headers["Content-Type"] == get.headers["Content-Type"]
+    assert r.headers.get("Content-Length") == get.headers.get("Content-Length", str(len(get.content)))
+    assert len(r.headers["X-Request-Id"]) >= 16 and r.headers["X-Request-Id"] != get.headers["X-Request-Id"]
 
 
 def test_body_over_limit_413_from_app(stack, client):
@@ -78,11 +82,15 @@ def test_body_far_over_limit_413_from_nginx_is_problem_json(stack, client):
 
 
 def test_metrics_counts_requests_by_route_and_status(stack, client):
+    def healthz_count():
+        text = client.get(stack.base + "/metrics").text
+        assert "# TYPE keygate_requests_total counter" in text
+        lines = [l for l in text.splitlines() if l.startswith('keygate_requests_total{route="GET /healthz",status="200"}')]
+        return (int(lines[0].split()[-1]) if lines else 0), text
+    before, _ = healthz_count()
     client.get(stack.base + "/healthz")
-    text = client.get(stack.base + "/metrics").text
-    assert "# TYPE keygate_requests_total counter" in text
-    healthz = [l for l in text.splitlines() if l.startswith('keygate_requests_total{route="GET /healthz",status="200"}')]
-    assert healthz and int(healthz[0].split()[-1]) >= 1
+    after, text = healthz_count()
+    assert after == before + 1
     assert "keygate_worker_restarts_total" in text and "keygate_uptime_seconds" in text
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import fcgi
 
-from test_keys import ADMIN, Api, problem
+from test_keys import ADMIN, Api, every, problem
 
 SYMBOLS = ADMIN + "/symbols"
 CLAIM = ADMIN + "/backfill/claim"
@@ -97,14 +97,14 @@ def test_list_filters(api):
     problem(api.call("GET", SYMBOLS, params={"active": "maybe"}), 400)
     problem(api.call("GET", SYMBOLS, params={"asset_class": "bond"}), 400)
     problem(api.call("GET", SYMBOLS, params={"backfill_status": "done"}), 400)
-    crypto = api.call("GET", SYMBOLS, params={"asset_class": "crypto", "limit": 500}).json()["items"]
-    assert api.call("GET", SYMBOLS, params={"asset_class": "CRYPTO", "limit": 500}).json()["items"] == crypto  # as in bodies
+    crypto = every(api, SYMBOLS, asset_class="crypto")
+    assert every(api, SYMBOLS, asset_class="CRYPTO") == crypto  # as in bodies
     assert crypto and all(s["asset_class"] == "crypto" and s["active"] for s in crypto)
     gone = add(api, ticker())
     api.call("DELETE", f"{SYMBOLS}/{gone['symbol']}")
-    default = {s["symbol"] for s in api.call("GET", SYMBOLS, params={"limit": 500}).json()["items"]}
-    removed = {s["symbol"] for s in api.call("GET", SYMBOLS, params={"active": "false", "limit": 500}).json()["items"]}
-    everything = {s["symbol"] for s in api.call("GET", SYMBOLS, params={"active": "all", "limit": 500}).json()["items"]}
+    default = {s["symbol"] for s in every(api, SYMBOLS)}
+    removed = {s["symbol"] for s in every(api, SYMBOLS, active="false")}
+    everything = {s["symbol"] for s in every(api, SYMBOLS, active="all")}
     assert gone["symbol"] not in default and gone["symbol"] in removed and default | removed == everything
 
 
@@ -144,7 +144,7 @@ def test_soft_delete_and_reactivation_keep_history(api):
     assert again.status_code == 200 and again.json()["id"] == symbol["id"] and again.json()["active"] is True
     assert again.json()["last_backfill"] is not None
     assert psql(f"SELECT count(*) FROM backfill_history WHERE symbol_id = {symbol['id']}") == "1"
-    actions = [e["action"] for e in api.call("GET", ADMIN + "/audit-log", params={"limit": 500}).json()["items"]
+    actions = [e["action"] for e in every(api, ADMIN + "/audit-log")
                if e["target_type"] == "symbol" and e["target_id"] == symbol["symbol"]]
     assert actions == ["symbol.added", "symbol.updated", "symbol.updated", "symbol.removed", "symbol.reactivated"]
     problem(api.call("DELETE", f"{SYMBOLS}/ZZZZZZ9"), 404)
@@ -160,9 +160,9 @@ def test_soft_delete_and_reactivation_keep_history(api):
 def test_four_concurrent_claimers_split_the_due_symbols_without_overlap(api):
     psql("UPDATE tracked_symbols SET backfill_status = 'completed', last_backfill = now(), backfill_started_at = NULL")
     due = {add(api, ticker())["symbol"] for _ in range(23)}
-    claimed, errors = [], []
+    claimed, statuses, errors = [], [], []
 
-    def claimer():
+    def claimer():  # (records only: an assert here would end the thread, not fail the test)
         session = api.stack.session()
         while True:
             r = session.post(api.stack.base + CLAIM, json={"limit": 3}, headers={"X-API-Key": api.key}, timeout=20)
@@ -173,7 +173,7 @@ def test_four_concurrent_claimers_split_the_due_symbols_without_overlap(api):
             if not items:
                 return
             claimed.extend(item["symbol"] for item in items)
-            assert all(item["backfill_status"] == "in_progress" for item in items)
+            statuses.extend(item["backfill_status"] for item in items)
 
     threads = [threading.Thread(target=claimer) for _ in range(4)]
     for t in threads:
@@ -182,7 +182,9 @@ def test_four_concurrent_claimers_split_the_due_symbols_without_overlap(api):
         t.join(60)
     assert errors == []
     assert len(claimed) == len(set(claimed)), "a symbol was claimed twice"
-    assert set(claimed) == due
+    assert set(claimed) == due and set(statuses) == {"in_progress"}
+    in_progress = psql("SELECT symbol FROM tracked_symbols WHERE backfill_status = 'in_progress'").split()
+    assert set(in_progress) == due
     assert api.call("POST", CLAIM, json={"limit": 10}).json() == {"items": []}
 
 
@@ -205,13 +207,16 @@ def test_a_stuck_claim_becomes_claimable_after_the_lease(api):
 
 
 def test_pagination_returns_every_row_exactly_once_while_rows_are_added(api):
-    before = {s["id"] for s in api.call("GET", SYMBOLS, params={"active": "all", "limit": 500}).json()["items"]}
+    before = {s["id"] for s in every(api, SYMBOLS, active="all")}
     stop = threading.Event()
+    added = []
 
     def writer():
         session = api.stack.session()
         while not stop.is_set():
-            session.post(api.stack.base + SYMBOLS, json={"symbol": ticker(), "asset_class": "stock"}, headers={"X-API-Key": api.key}, timeout=10)
+            r = session.post(api.stack.base + SYMBOLS, json={"symbol": ticker(), "asset_class": "stock"}, headers={"X-API-Key": api.key}, timeout=10)
+            if r.status_code == 201:
+                added.append(r.json()["id"])
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -227,6 +232,7 @@ def test_pagination_returns_every_row_exactly_once_while_rows_are_added(api):
     finally:
         stop.set()
         thread.join(10)
+    assert added, "no row was added while paging: the race this test is about never happened"
     assert len(seen) == len(set(seen)), "a row appeared twice"
     assert before <= set(seen), "a row that existed before paging was skipped"
     assert seen == sorted(seen)

@@ -206,26 +206,29 @@ struct RateTableForkTests {
     @Test("four processes racing on one key get exactly N through")
     func exactAcrossProcesses() throws {
         let table = try makeTable()
-        let limits = RateLimits(perMinute: 50)
+        let limits = RateLimits(perMinute: 5_000)
         // Warm every path the children take, on a key of its own.
         _ = decide(table, limits, at: noon, key: [UInt8](repeating: 1, count: 16))
         var children: [pid_t] = []
         children.reserveCapacity(4)
+        let gate = StartGate()
         for _ in 0..<4 {
             let child = Glibc.fork()
             try #require(child >= 0)
             if child == 0 {
-                for _ in 0..<100 { _ = table.check(key, limits: limits, now: noon + 1) }
+                gate.awaitStart()
+                for _ in 0..<10_000 { _ = table.check(key, limits: limits, now: noon + 1) }
                 _exit(0)
             }
             children.append(child)
         }
+        gate.start()
         for child in children {
             #expect(waitForChild(child) == .exited(0))
         }
         let stats = table.statistics
-        #expect(stats.allowed == 1 + 50)
-        #expect(stats.refused == 350)
+        #expect(stats.allowed == 1 + 5_000)
+        #expect(stats.refused == 35_000)
         #expect(decide(table, limits, at: noon + 2)?.remaining == 0)
     }
 

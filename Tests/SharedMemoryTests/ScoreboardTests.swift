@@ -340,15 +340,18 @@ struct ScoreboardForkTests {
         var children: [pid_t] = []
         children.reserveCapacity(2)
         try warmUp()
+        let gate = StartGate()
         for index in 0..<2 {
             let child = Glibc.fork()
             try #require(child >= 0)
             if child == 0 {
+                gate.awaitStart()
                 for _ in 0..<20_000 { board.endRequest(index, routeIndex: 0, status: 200) }
                 _exit(0)
             }
             children.append(child)
         }
+        gate.start()
         for child in children {
             #expect(waitForChild(child) == .exited(0))
         }

@@ -160,15 +160,18 @@ struct UsageRingForkTests {
         reader.commit()
         var children: [pid_t] = []
         children.reserveCapacity(2)
+        let gate = StartGate()
         for producer in [UInt8(1), 2] {
             let child = Glibc.fork()
             try #require(child >= 0)
             if child == 0 {
+                gate.awaitStart()
                 for number in 0..<1_500 { ring.append(record(number, producer: producer)) }
                 _exit(0)
             }
             children.append(child)
         }
+        gate.start()
         for child in children {
             #expect(waitForChild(child) == .exited(0))
         }

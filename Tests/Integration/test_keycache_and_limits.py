@@ -171,6 +171,9 @@ def test_64_concurrent_clients_get_exactly_n_per_minute(api):
     assert codes.count(200) == 25 and codes.count(429) == 64 * 3 - 25, codes
     for code, headers in results:
         assert headers["RateLimit-Limit"] == "25" and headers["X-RateLimit-Limit"] == "25"
+        # The twins agree, and the reset is within the minute window.
+        assert headers["X-RateLimit-Remaining"] == headers["RateLimit-Remaining"]
+        assert headers["X-RateLimit-Reset"] == headers["RateLimit-Reset"] and 0 <= int(headers["RateLimit-Reset"]) <= 61
         if code == 429:
             assert headers["RateLimit-Remaining"] == "0"
             assert 1 <= int(headers["Retry-After"]) <= 61
@@ -329,6 +332,9 @@ def test_post_keys_verify(api):
     problem(verify({"key": target["key"], "scope": "root"}), 422)
     problem(verify({"scope": "self"}), 422)
     problem(verify({"key": target["key"]}, key=api.create_key(scopes=["self"])["key"]), 403)
+    r = api.call("POST", "/api/v1/keys/verify", key="", json={"key": target["key"]})  # no key of its own
+    problem(r, 401)
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
     # Usage: one row per call for the verifier (8 calls), one per check for the target
     # while it was identifiable (valid, scope, ip ×2); an invalid key adds nothing to anyone.
     def rows(key_id):

@@ -316,6 +316,9 @@ def test_rotation_without_and_with_grace(api):
     time.sleep(2.5)
     problem(api.call("GET", "/api/v1/auth/key", key=graced["key"]), 401)
     assert api.call("GET", "/api/v1/auth/key", key=successor["key"]).status_code == 200
+    # After its grace the old key shows as expired (still active: it was not revoked).
+    shown = api.call("GET", f"{ADMIN}/api-keys/{graced['id']}").json()
+    assert shown["status"] == "expired" and shown["active"] is True and shown["revoked_at"] is None
     problem(api.call("POST", f"{ADMIN}/api-keys/{successor['id']}/rotate", json={"grace_period_seconds": 604801}), 422)
     problem(api.call("POST", f"{ADMIN}/api-keys/{graced['id']}/rotate", json={}), 409)  # expired keys do not rotate
 
@@ -388,6 +391,42 @@ def test_revoking_a_revoked_key_changes_and_audits_nothing(api):
     api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": False, "name": "renamed"})
     last = [e for e in every(api, ADMIN + "/audit-log") if e["target_id"] == key["id"]][-1]
     assert last["action"] == "key.updated" and last["details"]["changed"] == "name", last
+
+
+def test_key_audit_and_usage_routes_check_scope_and_target(api):
+    key = api.create_key(scopes=["self"])
+    for route, scope in (("audit", "audit:read"), ("usage", "usage:read")):
+        problem(api.call("GET", f"{ADMIN}/api-keys/{uuid.uuid4()}/{route}"), 404)
+        other = "usage:read" if scope == "audit:read" else "audit:read"
+        reader = api.create_key(scopes=[other, "keys:read"])
+        problem(api.call("GET", f"{ADMIN}/api-keys/{key['id']}/{route}", key=reader["key"]), 403)
+        allowed = api.create_key(scopes=[scope])
+        assert api.call("GET", f"{ADMIN}/api-keys/{key['id']}/{route}", key=allowed["key"]).status_code == 200
+
+
+def test_api_routes_answer_405_and_413_as_problems(api):
+    r = api.call("PUT", ADMIN + "/backfill/claim", json={})
+    problem(r, 405)
+    assert r.headers["Allow"] == "POST"
+    # Over the app's 1 MiB body limit (under nginx's 2 MiB): nothing is made.
+    before = len(every(api, ADMIN + "/api-keys"))
+    r = api.call("POST", ADMIN + "/api-keys", data=b'{"name": "' + b"x" * (1024 * 1024) + b'"}',
+                 headers={"Content-Type": "application/json"})
+    problem(r, 413)
+    assert len(every(api, ADMIN + "/api-keys")) == before
+
+
+def test_list_filters_return_what_they_name(api):
+    user = api.call("POST", ADMIN + "/users", json={"email": f"f-{uuid.uuid4().hex[:8]}@example.com"}).json()
+    mine = api.create_key(scopes=["self"], user_id=user["id"])
+    revoked = api.create_key(scopes=["self"], user_id=user["id"])
+    api.call("PATCH", f"{ADMIN}/api-keys/{revoked['id']}", json={"active": False})
+    expiring = api.create_key(scopes=["self"], user_id=user["id"], expires_at=(datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat())
+    time.sleep(1.2)
+    listed = {k["id"]: k["status"] for k in every(api, ADMIN + "/api-keys", user_id=user["id"])}
+    assert listed == {mine["id"]: "active", revoked["id"]: "revoked", expiring["id"]: "expired"}
+    for status, wanted in (("active", mine), ("revoked", revoked), ("expired", expiring)):
+        assert [k["id"] for k in every(api, ADMIN + "/api-keys", user_id=user["id"], status=status)] == [wanted["id"]]
 
 
 def test_key_audit_and_usage_routes_answer(api):

@@ -69,5 +69,8 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Postgres"]),
         .testTarget(name: "KeysTests", dependencies: ["Keys", "Cryptography"]),
+        .testTarget(name: "CryptographyTests", dependencies: ["Cryptography"]),
+        .testTarget(name: "PosixTests", dependencies: ["Posix"]),
+        .testTarget(name: "PreforkTests", dependencies: ["Prefork"]),
     ]
 )

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import Posix
+
+private func temporaryDirectory() -> String {
+    var template = Array("/tmp/keygate-posix-XXXXXX".utf8CString)
+    return template.withUnsafeMutableBufferPointer { buffer in
+        guard let base = buffer.baseAddress, mkdtemp(base) != nil else { return "/tmp" }
+        return String(cString: base)
+    }
+}
+
+@Suite("Files")
+struct FilesTests {
+    @Test("write replaces a file whole, with the mode asked for, and leaves no temporary file")
+    func atomicWrite() throws {
+        let directory = temporaryDirectory()
+        let path = directory + "/key"
+        try Files.write("first\n", to: path, mode: 0o600)
+        try Files.write("second\n", to: path, mode: 0o600)
+        #expect(Files.read(path).map { String(decoding: $0, as: UTF8.self) } == "second\n")
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        #expect(try listing(directory) == ["key"])
+    }
+
+    @Test("a write that cannot happen throws and leaves nothing behind")
+    func failedWrite() throws {
+        let directory = temporaryDirectory()
+        #expect(throws: POSIXError.self) { try Files.write("x", to: directory + "/missing/key") }
+        // The rename fails (a directory is in the way): the temporary file, which may hold
+        // a secret, is removed.
+        #expect(mkdir(directory + "/taken", 0o700) == 0)
+        #expect(throws: POSIXError.self) { try Files.write("secret", to: directory + "/taken") }
+        #expect(try listing(directory) == ["taken"])
+        #expect(try listing(directory + "/taken").isEmpty)
+    }
+
+    @Test("read returns nil for a missing file and at most the limit")
+    func read() throws {
+        let directory = temporaryDirectory()
+        #expect(Files.read(directory + "/none") == nil)
+        try Files.write(String(repeating: "a", count: 100), to: directory + "/big")
+        #expect(Files.read(directory + "/big", limit: 10)?.count ?? 0 <= 100)
+        #expect(Files.read(directory + "/big")?.count == 100)
+    }
+
+    private func listing(_ directory: String) throws -> [String] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+}
+
+@Suite("Signals and the self-pipe", .serialized)
+struct SignalsTests {
+    @Test("a routed signal arrives on the self-pipe as its number; none means an empty wait")
+    func routing() throws {
+        let pipe = try SelfPipe()
+        try Signals.routeToPipe([SIGUSR1, SIGUSR2], writeFD: pipe.writeFD)
+        #expect(pipe.wait(timeoutMilliseconds: 0).isEmpty)
+        // To the process, not this thread (a test runner's threads may block signals);
+        // each is awaited before the next, as two pending signals have no order.
+        kill(getpid(), SIGUSR1)
+        #expect(pipe.wait(timeoutMilliseconds: 1_000) == [SIGUSR1])
+        kill(getpid(), SIGUSR2)
+        #expect(pipe.wait(timeoutMilliseconds: 1_000) == [SIGUSR2])
+        #expect(pipe.wait(timeoutMilliseconds: 0).isEmpty)
+        signal(SIGUSR1, SIG_IGN)
+        signal(SIGUSR2, SIG_IGN)
+    }
+}
+
+@Suite("Clock")
+struct ClockTests {
+    @Test("the monotonic clock never goes back; wall time is after 2026")
+    func clocks() {
+        var last = Clock.monotonicMicroseconds()
+        for _ in 0..<1_000 {
+            let now = Clock.monotonicMicroseconds()
+            #expect(now >= last)
+            last = now
+        }
+        #expect(Clock.wallMicroseconds() > 1_767_225_600_000_000)
+    }
+}

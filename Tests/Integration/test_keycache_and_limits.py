@@ -197,6 +197,34 @@ def test_requests_refused_for_a_missing_scope_count_against_no_limit(api):
     problem(own_key(api, key), 429)
 
 
+def test_the_api_key_query_parameter_works_only_where_enabled(stack, api, aux_pool):
+    # Off by default (the main pool); on where configured. nginx's access log keeps no
+    # query strings, which the last test of the run checks for every key.
+    aux_pool(workers=1, allow_query_key="on")
+    key = api.create_key(scopes=["self"])
+    assert api.session.get(stack.aux_base + "/api/v1/auth/key", params={"api_key": key["key"]}, timeout=10).status_code == 200
+    problem(api.session.get(stack.base + "/api/v1/auth/key", params={"api_key": key["key"]}, timeout=10), 401)
+    # A header still wins over the parameter.
+    other = api.create_key(scopes=["self"])
+    r = api.session.get(stack.aux_base + "/api/v1/auth/key", params={"api_key": key["key"]}, headers={"X-API-Key": other["key"]}, timeout=10)
+    assert r.status_code == 200 and r.json()["id"] == other["id"]
+
+
+def test_burst_and_hourly_limits_apply_end_to_end(api):
+    bursty = api.create_key(scopes=["self"], rate_limit_per_minute=100, burst=3)["key"]
+    codes = [own_key(api, bursty).status_code for _ in range(6)]  # well inside one second
+    assert codes == [200] * 3 + [429] * 3, codes
+    r = own_key(api, bursty)
+    assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 2
+    time.sleep(1.1)
+    assert own_key(api, bursty).status_code == 200  # the second has passed
+    hourly = api.create_key(scopes=["self"], rate_limit_per_minute=100, rate_limit_per_hour=4)["key"]
+    codes = [own_key(api, hourly).status_code for _ in range(6)]
+    assert codes == [200] * 4 + [429] * 2, codes
+    r = own_key(api, hourly)
+    assert r.headers["RateLimit-Limit"] == "4" and int(r.headers["Retry-After"]) > 60  # the hour's window, not the minute's
+
+
 def test_unlimited_keys_carry_no_rate_limit_headers(api):
     key = api.create_key(scopes=["self"])["key"]
     r = own_key(api, key)

@@ -340,7 +340,8 @@ struct ScoreboardForkTests {
         var children: [pid_t] = []
         children.reserveCapacity(2)
         try warmUp()
-        let gate = StartGate()
+        let gate = StartGate(children: 2)
+        defer { gate.start() }
         for index in 0..<2 {
             let child = Glibc.fork()
             try #require(child >= 0)

@@ -160,7 +160,8 @@ struct UsageRingForkTests {
         reader.commit()
         var children: [pid_t] = []
         children.reserveCapacity(2)
-        let gate = StartGate()
+        let gate = StartGate(children: 2)
+        defer { gate.start() }
         for producer in [UInt8(1), 2] {
             let child = Glibc.fork()
             try #require(child >= 0)

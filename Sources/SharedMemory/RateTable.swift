@@ -171,7 +171,12 @@ public struct RateTable: @unchecked Sendable {
                 // Quota counts are kept only while the key has a quota; one added later is
                 // loaded afresh from the database.
                 entry.pointee.seed = Seed.none.rawValue
-            } else if entry.pointee.seed != Seed.done.rawValue {
+            } else if entry.pointee.seed == Seed.done.rawValue, Self.isPeriodsAhead(entry, now: now) {
+                // The wall clock had run whole periods ahead and was set right: what is held
+                // counts a period still to come, and this period's usage is in the database.
+                entry.pointee.seed = Seed.none.rawValue
+            }
+            if limits.hasQuota && entry.pointee.seed != Seed.done.rawValue {
                 // Unclaimed, or claimed by a worker that has not finished within 10 s (it died
                 // or its query hung): this caller loads the counts, starting from zero.
                 guard entry.pointee.seed == Seed.none.rawValue || tick - entry.pointee.seedClaimedAt > 10_000_000 else {
@@ -320,6 +325,12 @@ public struct RateTable: @unchecked Sendable {
     }
 
     // MARK: Internals (holding the lock)
+
+    /// Whether the entry's quota periods lie more than one period after `now`'s.
+    private static func isPeriodsAhead(_ entry: UnsafeMutablePointer<EntryHeader>, now: Int64) -> Bool {
+        let today = now / day
+        return entry.pointee.day - today > 1 || entry.pointee.month - month(ofDay: today) > 1
+    }
 
     /// Forward, and back only past a period's step: a wall clock stepped back across
     /// midnight (or the 1st) keeps counting into the later period rather than zeroing it

@@ -118,7 +118,12 @@ struct RateTableTests {
                                                monthCount: 0), now: ahead)
         }
         #expect(allowed(table, limits, count: 5, at: ahead, key: other) == 3)
-        #expect(allowed(table, limits, count: 5, at: afterMidnight + 120 * second, key: other) == 3)
+        // Set right: the counts are loaded again, for today (one request stored before the jump).
+        let back = afterMidnight + 120 * second
+        #expect(table.check(other, limits: limits, now: back) == .needsQuotaCounts)
+        table.seedQuota(other, QuotaCounts(day: back / RateTable.day, dayCount: 1, month: RateTable.month(ofDay: back / RateTable.day),
+                                           monthCount: 1), now: back)
+        #expect(allowed(table, limits, count: 5, at: back, key: other) == 2)
     }
 
     @Test("monthly quota resets on the 1st (UTC), across month lengths and leap years")
@@ -211,7 +216,8 @@ struct RateTableForkTests {
         _ = decide(table, limits, at: noon, key: [UInt8](repeating: 1, count: 16))
         var children: [pid_t] = []
         children.reserveCapacity(4)
-        let gate = StartGate()
+        let gate = StartGate(children: 4)
+        defer { gate.start() }
         for _ in 0..<4 {
             let child = Glibc.fork()
             try #require(child >= 0)

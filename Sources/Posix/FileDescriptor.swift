@@ -4,20 +4,22 @@ import Glibc
 
 /// Small file helpers used by the master and the CLI.
 public enum Files {
-    /// Whole contents of a file, or nil when it cannot be read.
+    /// Whole contents of a file; nil when it cannot be read, or is larger than `limit`
+    /// (never the first part of one: a configuration or a key cut short would be wrong).
     public static func read(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16_384)
-        while result.count < limit {
+        while result.count <= limit {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
+            if count < 0 { return nil }
+            if count == 0 { return result }
             result.append(contentsOf: chunk[0..<count])
         }
-        return result
+        return nil
     }
 
     /// Writes `contents` to `path` atomically (temporary file, then rename) with `mode`.

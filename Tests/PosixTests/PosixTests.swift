@@ -17,6 +17,7 @@ struct FilesTests {
     @Test("write replaces a file whole, with the mode asked for, and leaves no temporary file")
     func atomicWrite() throws {
         let directory = temporaryDirectory()
+        defer { removeTree(directory) }
         let path = directory + "/key"
         try Files.write("first\n", to: path, mode: 0o600)
         try Files.write("second\n", to: path, mode: 0o600)
@@ -29,6 +30,7 @@ struct FilesTests {
     @Test("a write that cannot happen throws and leaves nothing behind")
     func failedWrite() throws {
         let directory = temporaryDirectory()
+        defer { removeTree(directory) }
         #expect(throws: POSIXError.self) { try Files.write("x", to: directory + "/missing/key") }
         // The rename fails (a directory is in the way): the temporary file, which may hold
         // a secret, is removed.
@@ -38,13 +40,26 @@ struct FilesTests {
         #expect(try listing(directory + "/taken").isEmpty)
     }
 
-    @Test("read returns nil for a missing file and at most the limit")
+    @Test("read returns a whole file, and nil for a missing one or one larger than the limit (never its start)")
     func read() throws {
         let directory = temporaryDirectory()
+        defer { removeTree(directory) }
         #expect(Files.read(directory + "/none") == nil)
-        try Files.write(String(repeating: "a", count: 100), to: directory + "/big")
-        #expect(Files.read(directory + "/big", limit: 10)?.count ?? 0 <= 100)
-        #expect(Files.read(directory + "/big")?.count == 100)
+        try Files.write(String(repeating: "a", count: 100_000), to: directory + "/big")
+        #expect(Files.read(directory + "/big", limit: 10) == nil)
+        #expect(Files.read(directory + "/big", limit: 99_999) == nil)
+        #expect(Files.read(directory + "/big", limit: 100_000)?.count == 100_000)
+        #expect(Files.read(directory + "/big")?.count == 100_000)
+        try Files.write("", to: directory + "/empty")
+        #expect(Files.read(directory + "/empty") == [])
+    }
+
+    /// The test's own directory: its files and empty directories, then itself.
+    private func removeTree(_ directory: String) {
+        for name in (try? listing(directory)) ?? [] {
+            if unlink(directory + "/" + name) != 0 { removeTree(directory + "/" + name) }
+        }
+        rmdir(directory)
     }
 
     private func listing(_ directory: String) throws -> [String] {

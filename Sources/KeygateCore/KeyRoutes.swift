@@ -107,6 +107,12 @@ enum KeyRoutes {
 
 /// Creating, editing and rotating keys, shared by the admin and self-service routes.
 enum KeyIssuer {
+    /// `POST …/rotate`'s body (which may also be empty).
+    struct RotateBody: RequestBody {
+        static let fieldNames: Set<String> = ["grace_period_seconds"]
+        let gracePeriodSeconds: Int?
+    }
+
     /// `selfService`: made by `caller` for its own user, so bounded by it (`SelfServiceBounds`).
     static func create(_ body: CreateKeyBody, userID: String?, caller: KeyRecord, selfService: Bool = false,
                        request: Request, context: AppContext) throws -> (KeyRecord, String) {
@@ -196,10 +202,6 @@ enum KeyIssuer {
 
     static func rotate(_ target: KeyRecord, body: [UInt8], caller: KeyRecord, request: Request, context: AppContext) throws -> (KeyRecord, String) {
         try checkNoEscalation(caller: caller, target: target)
-        struct RotateBody: RequestBody {
-            static let fieldNames: Set<String> = ["grace_period_seconds"]
-            let gracePeriodSeconds: Int?
-        }
         let grace = body.isEmpty ? 0 : (try JSON.decode(RotateBody.self, from: body).gracePeriodSeconds ?? 0)
         guard (0...604_800).contains(grace) else {
             throw KeyValidation.invalid("grace_period_seconds", "must be 0 to 604800 (7 days)")

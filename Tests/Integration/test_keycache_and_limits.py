@@ -57,9 +57,11 @@ def test_known_keys_are_answered_from_the_cache(stack, api):
     use_through_every_worker(api, key)
     after = cache_stats(stack.status())
     # The cache is the host's, not a worker's: one database lookup, by whichever worker
-    # came first; every other request, through every worker, was a hit.
-    assert after["misses"] - before["misses"] == 1
-    assert after["hits"] - before["hits"] >= 23
+    # came first (two, if the creation's own NOTIFY dropped the entry after it was
+    # stored), fewer than the pool has workers; every other request was a hit.
+    workers = len(stack.status()["workers"])
+    assert 1 <= after["misses"] - before["misses"] <= 2 < workers
+    assert after["hits"] - before["hits"] >= 22
     assert after["entries"] >= 1
 
 

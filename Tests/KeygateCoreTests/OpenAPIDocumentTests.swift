@@ -54,7 +54,7 @@ struct OpenAPIDocumentTests {
     func requestBodiesMatchSchemas() throws {
         let schemas = try load().components.schemas
         let bodies: [(String, Set<String>)] = [
-            ("CreateKey", CreateKeyBody.fieldNames), ("RotateRequest", ["grace_period_seconds"]),
+            ("CreateKey", CreateKeyBody.fieldNames), ("RotateRequest", KeyIssuer.RotateBody.fieldNames),
             ("AddSymbol", SymbolRoutes.AddBody.fieldNames), ("UpdateSymbol", SymbolRoutes.UpdateBody.fieldNames),
             ("ClaimRequest", SymbolRoutes.ClaimBody.fieldNames), ("CreateUser", UserRoutes.CreateBody.fieldNames),
             ("UpdateUser", UserRoutes.UpdateBody.fieldNames), ("VerifyRequest", VerifyRoutes.VerifyBody.fieldNames),

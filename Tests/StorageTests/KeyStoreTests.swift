@@ -24,9 +24,11 @@ struct KeyStoreTests {
             #expect(try store.find(hash: [UInt8](repeating: 2, count: 32)) == nil)
             var revoke = KeyChanges()
             revoke.active = false
-            #expect(try store.update(id: created.id, revoke, by: .operatorOnHost)?.active == false)
-            // Again: nothing changes, nothing is audited.
-            #expect(try store.update(id: created.id, revoke, by: .operatorOnHost)?.revokedAt == (try store.get(id: created.id))?.revokedAt)
+            let revoked = try #require(try store.update(id: created.id, revoke, by: .operatorOnHost))
+            #expect(!revoked.active && revoked.revokedAt != nil)
+            // Again: nothing changes (not even the revocation time), nothing is audited.
+            #expect(try store.update(id: created.id, revoke, by: .operatorOnHost)?.revokedAt == revoked.revokedAt)
+            #expect(try store.get(id: created.id)?.revokedAt == revoked.revokedAt)
             #expect(try actions(created.id, db) == ["key.created", "key.revoked"])
             #expect(try store.delete(id: created.id, by: .operatorOnHost)?.id == created.id)
             #expect(try store.get(id: created.id) == nil)

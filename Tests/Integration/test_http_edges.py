@@ -99,6 +99,32 @@ def test_metrics_counts_requests_by_route_and_status(stack, client):
     assert "keygate_worker_restarts_total" in text and "keygate_uptime_seconds" in text
 
 
+def test_metrics_text_is_valid_prometheus_exposition(stack, client):
+    import re
+    client.get(stack.base + "/healthz")
+    text = client.get(stack.base + "/metrics").text
+    assert text.endswith("\n")
+    typed, helped, names = {}, set(), set()
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*)\})? (\S+)$')
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helped.add(line.split()[2])
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            assert name not in typed, f"{name} typed twice"
+            assert kind in ("counter", "gauge")
+            typed[name] = kind
+        else:
+            m = sample.match(line)
+            assert m, f"not a sample line: {line!r}"
+            assert m.group(1) in typed, f"{m.group(1)} has no TYPE before it"
+            value = float(m.group(5))
+            assert value >= 0 or typed[m.group(1)] == "gauge", line
+            names.add(m.group(1))
+    assert set(typed) == helped and names <= set(typed)
+    assert {"keygate_requests_total", "keygate_uptime_seconds", "keygate_key_cache_lookups_total"} <= names
+
+
 def test_status_route_lists_workers(stack, client):
     body = client.get(stack.base + "/status").json()
     assert body["master_pid"] > 0

@@ -174,6 +174,9 @@ public struct RateTable: @unchecked Sendable {
             } else if entry.pointee.seed == Seed.done.rawValue, Self.isPeriodsAhead(entry, now: now) {
                 // The wall clock had run whole periods ahead and was set right: what is held
                 // counts a period still to come, and this period's usage is in the database.
+                // (What this host has recorded but not yet stored is not in it: the key may
+                // go over by that backlog, once per such correction. And while the database
+                // is down the key waits for it, 503, like any key whose counts are unknown.)
                 entry.pointee.seed = Seed.none.rawValue
             }
             if limits.hasQuota && entry.pointee.seed != Seed.done.rawValue {
@@ -278,6 +281,12 @@ public struct RateTable: @unchecked Sendable {
         guard let words = Self.words(key) else { return nil }
         return mutex.withLock(repair: repair) {
             guard let entry = find(words), entry.pointee.seed == Seed.done.rawValue else { return nil }
+            // Counts of a period still to come (a clock set right since): load them again,
+            // as `check` would, rather than roll them back to zero here.
+            if Self.isPeriodsAhead(entry, now: now) {
+                entry.pointee.seed = Seed.none.rawValue
+                return nil
+            }
             rollQuotas(entry, now: now)
             return (Int(entry.pointee.dayCount), Int(entry.pointee.monthCount))
         }

@@ -120,6 +120,7 @@ struct RateTableTests {
         #expect(allowed(table, limits, count: 5, at: ahead, key: other) == 3)
         // Set right: the counts are loaded again, for today (one request stored before the jump).
         let back = afterMidnight + 120 * second
+        #expect(table.quotaUsed(other, now: back) == nil) // not the future period's counts, nor zero
         #expect(table.check(other, limits: limits, now: back) == .needsQuotaCounts)
         table.seedQuota(other, QuotaCounts(day: back / RateTable.day, dayCount: 1, month: RateTable.month(ofDay: back / RateTable.day),
                                            monthCount: 1), now: back)
@@ -216,9 +217,10 @@ struct RateTableForkTests {
         _ = decide(table, limits, at: noon, key: [UInt8](repeating: 1, count: 16))
         var children: [pid_t] = []
         children.reserveCapacity(4)
-        let gate = StartGate(children: 4)
+        let processes = 4
+        let gate = StartGate(children: processes)
         defer { gate.start() }
-        for _ in 0..<4 {
+        for _ in 0..<processes {
             let child = Glibc.fork()
             try #require(child >= 0)
             if child == 0 {

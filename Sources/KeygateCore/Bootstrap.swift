@@ -46,8 +46,10 @@ public enum Bootstrap {
     /// Inserts `seeds/core-symbols.csv` rows that are not there yet, each with its audit
     /// row; returns how many.
     static func seedSymbols(directory: String, on connection: PostgresConnection) throws -> Int {
-        guard let bytes = Files.read(directory + "/core-symbols.csv"), let text = String(validating: bytes, as: UTF8.self) else {
-            return 0
+        let path = directory + "/core-symbols.csv"
+        guard Files.exists(path) else { return 0 } // a deployment without the list seeds nothing
+        guard let bytes = Files.read(path), let text = String(validating: bytes, as: UTF8.self) else {
+            throw CLIValueError("\(path) cannot be read (unreadable, over 1 MiB, or not UTF-8)")
         }
         let symbols = SymbolStore(connection: connection)
         var inserted = 0

@@ -165,7 +165,7 @@ extension Configuration {
         var configuration = Configuration()
         if let path {
             guard let bytes = Files.read(path) else {
-                throw ConfigurationError(source: path, message: "cannot be read")
+                throw ConfigurationError(source: path, message: "cannot be read (missing, unreadable, or over 1 MiB)")
             }
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 throw ConfigurationError(source: path, message: "is not UTF-8 text")
@@ -302,7 +302,7 @@ extension Configuration {
         guard !databasePasswordFile.isEmpty else { return url }
         guard let bytes = Files.read(databasePasswordFile, limit: 4096),
               let password = String(validating: bytes, as: UTF8.self)?.trimmingSpaces, !password.isEmpty else {
-            throw ConfigurationError(source: databasePasswordFile, message: "database_password_file cannot be read or is empty")
+            throw ConfigurationError(source: databasePasswordFile, message: "database_password_file cannot be read (missing, unreadable, or over 4096 bytes) or is empty")
         }
         let quoted = password.replacing("\\", with: "\\\\").replacing("'", with: "\\'")
         // A URI takes the password as a query parameter; a key=value string as a pair.

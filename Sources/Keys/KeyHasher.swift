@@ -38,7 +38,7 @@ public enum KeyHasherError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .unreadable(let path): return "cannot read the pepper file \(path)"
+        case .unreadable(let path): return "cannot read the pepper file \(path) (missing, unreadable, or over 4096 bytes)"
         case .invalidPepper(let reason): return "invalid pepper: \(reason)"
         }
     }

@@ -30,8 +30,9 @@ final class StartGate {
         self.children = children
     }
 
-    /// In a child: blocks until the parent lets it go.
+    /// In a child: blocks until the parent lets it go (its byte, or the pipe's end).
     func awaitStart() {
+        close(writeEnd)
         var byte: UInt8 = 0
         while read(readEnd, &byte, 1) == -1 && errno == EINTR {}
     }

@@ -340,9 +340,10 @@ struct ScoreboardForkTests {
         var children: [pid_t] = []
         children.reserveCapacity(2)
         try warmUp()
-        let gate = StartGate(children: 2)
+        let processes = 2
+        let gate = StartGate(children: processes)
         defer { gate.start() }
-        for index in 0..<2 {
+        for index in 0..<processes {
             let child = Glibc.fork()
             try #require(child >= 0)
             if child == 0 {

@@ -160,9 +160,10 @@ struct UsageRingForkTests {
         reader.commit()
         var children: [pid_t] = []
         children.reserveCapacity(2)
-        let gate = StartGate(children: 2)
+        let producers: [UInt8] = [1, 2]
+        let gate = StartGate(children: producers.count)
         defer { gate.start() }
-        for producer in [UInt8(1), 2] {
+        for producer in producers {
             let child = Glibc.fork()
             try #require(child >= 0)
             if child == 0 {

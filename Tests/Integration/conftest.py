@@ -115,10 +115,11 @@ class AuxPool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                pids = [p for p in self.worker_pids() if p not in exclude]
-                idle = [w for w in self.status()["workers"] if w["state"] == "idle" and w["pid"] not in exclude]
-                if len(pids) == count and len(idle) == count:
-                    return pids
+                # One status read per look (each runs the keygate binary).
+                workers = [w for w in self.status()["workers"] if w["pid"] not in exclude]
+                live = sorted(w["pid"] for w in workers if w["state"] in ("idle", "busy", "starting"))
+                if len(live) == count and len([w for w in workers if w["state"] == "idle"]) == count:
+                    return live
             except (AssertionError, json.JSONDecodeError):
                 pass
             time.sleep(0.02)

@@ -103,10 +103,13 @@ public final class OperatorActions {
         return view(record, raw: raw)
     }
 
-    public func deleteKey(_ id: String) throws {
+    /// The key as it was when deleted.
+    @discardableResult
+    public func deleteKey(_ id: String) throws -> KeyView {
         guard let deleted = try keys.delete(id: try existingKey(id).id, by: .operatorOnHost) else { throw Problem.notFound("No such API key.") }
         // Committed: nothing after this may report failure (the NOTIFY reaches the pools anyway).
         (try? context(hashing: false))?.directory?.invalidate(deleted)
+        return view(deleted)
     }
 
     // MARK: Users

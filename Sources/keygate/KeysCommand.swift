@@ -109,10 +109,12 @@ struct Keys: ParsableCommand {
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a key permanently (its audit trail stays).")
         @OptionGroup var options: GlobalOptions
+        @OptionGroup var output: Output
         @Argument(help: "Key id.") var id: String
         func run() throws {
-            try Keys.run(options) { try $0.deleteKey(id) }
-            Swift.print("deleted \(id)")
+            let deleted = try Keys.run(options) { try $0.deleteKey(id) }
+            // --json: the key as it was, for scripts; else one line for people.
+            if output.json { Keys.print([deleted], json: true, single: true) } else { Swift.print("deleted \(id)") }
         }
     }
 }

@@ -33,7 +33,8 @@ def test_keys_lifecycle_through_the_cli(stack, client):
     CREATED_KEYS.append(rotated["key"])
     assert rotated["rotated_from"] == key["id"]
     assert client.get(stack.base + "/api/v1/auth/key", headers={"X-API-Key": rotated["key"]}).status_code == 200
-    assert cli(stack, "keys", "delete", rotated["id"]).returncode == 0
+    deleted = cli(stack, "keys", "delete", rotated["id"], "--json")
+    assert deleted.returncode == 0 and json.loads(deleted.stdout)["id"] == rotated["id"] and "key" not in json.loads(deleted.stdout)
     assert client.get(stack.base + "/api/v1/auth/key", headers={"X-API-Key": rotated["key"]}).status_code == 401
 
     missing = cli(stack, "keys", "show", str(uuid.uuid4()))

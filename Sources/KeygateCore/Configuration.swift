@@ -298,7 +298,7 @@ extension Configuration {
     /// The connection string for the workers (`direct: false`) or for migrations and
     /// LISTEN (`direct: true`), with the password read from `database_password_file`.
     public func connectionString(direct: Bool) throws(ConfigurationError) -> String {
-        var url = direct && !databaseDirectURL.isEmpty ? databaseDirectURL : databaseURL
+        var url = Self.withKeepalives(direct && !databaseDirectURL.isEmpty ? databaseDirectURL : databaseURL)
         guard !databasePasswordFile.isEmpty else { return url }
         guard let bytes = Files.read(databasePasswordFile, limit: 4096),
               let password = String(validating: bytes, as: UTF8.self)?.trimmingSpaces, !password.isEmpty else {
@@ -311,6 +311,20 @@ extension Configuration {
         }
         url += " password='\(quoted)'"
         return url
+    }
+
+    /// TCP keepalives and a user timeout, unless the string sets keepalives itself: over a
+    /// TCP path that dies silently a connection then fails within about half a minute
+    /// (and reconnects), instead of waiting until the process is replaced. libpq ignores
+    /// them on Unix sockets.
+    static func withKeepalives(_ url: String) -> String {
+        guard !url.contains("keepalives") else { return url }
+        let settings = [("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"), ("keepalives_count", "3"),
+                        ("tcp_user_timeout", "30000")]
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return url + (url.contains("?") ? "&" : "?") + settings.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+        }
+        return url + " " + settings.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
     }
 
     static func percentEncode(_ text: String) -> String {

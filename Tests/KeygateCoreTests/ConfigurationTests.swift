@@ -462,4 +462,24 @@ struct ReloadTests {
         #expect(applied.logLevel == .debug && applied.maxRequests == 7)
         #expect(Server.restartOnlyChanges(applied, from: running).isEmpty)
     }
+
+    @Test("connection strings get TCP keepalives unless they set them, and the password file's password, quoted")
+    func connectionStrings() throws {
+        var configuration = Configuration()
+        configuration.databaseURL = "host=db.internal dbname=keygate user=keygate"
+        #expect(try configuration.connectionString(direct: false)
+                == "host=db.internal dbname=keygate user=keygate keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3 tcp_user_timeout=30000")
+        configuration.databaseURL = "postgresql://keygate@db.internal/keygate?sslmode=require"
+        #expect(try configuration.connectionString(direct: false)
+                == "postgresql://keygate@db.internal/keygate?sslmode=require&keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000")
+        configuration.databaseURL = "host=db.internal keepalives_idle=60"
+        #expect(try configuration.connectionString(direct: false) == "host=db.internal keepalives_idle=60") // the operator's choice
+        configuration.databaseDirectURL = "postgres://db.internal/keygate"
+        #expect(try configuration.connectionString(direct: true).hasPrefix("postgres://db.internal/keygate?keepalives=1&"))
+        // A password from its file: quoted in a key=value string, percent-encoded in a URI.
+        configuration.databasePasswordFile = try temporaryFile("it's a \\secret&\n")
+        configuration.databaseURL = "host=db.internal"
+        #expect(try configuration.connectionString(direct: false).hasSuffix(" password='it\\'s a \\\\secret&'"))
+        #expect(try configuration.connectionString(direct: true).hasSuffix("&password=it%27s%20a%20%5Csecret%26"))
+    }
 }

@@ -22,22 +22,19 @@ public enum JSON {
         try JSONDecoder().decode([String: String].self, from: Data(text.utf8))
     }
 
-    /// Decodes a request body, turning every failure into a 400/422 that names the problem,
-    /// and refusing (422, naming it) any field the body type does not have.
-    public static func decode<T: RequestBody>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
+    /// Decodes a request body, turning every failure into a 400/422 that names the problem;
+    /// for a `RequestBody`, also any field the type does not have (a 422 naming it). The
+    /// type is asked at run time, so no generic caller can skip that check.
+    public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
         let value = try decodeValue(type, from: body)
         // (The body decoded, so it is a JSON object.)
-        if let names = try? JSONDecoder().decode([String: Ignored].self, from: Data(body)).keys,
-           let unknown = names.filter({ !T.fieldNames.contains($0) }).sorted().first {
+        if let fields = (type as? any RequestBody.Type)?.fieldNames,
+           let names = try? JSONDecoder().decode([String: Ignored].self, from: Data(body)).keys,
+           let unknown = names.filter({ !fields.contains($0) }).sorted().first {
             throw Problem(.unprocessableContent, title: "Unknown field",
                           detail: "Field '\(unknown)' is not a field of this request.", field: unknown)
         }
         return value
-    }
-
-    /// Decodes JSON into any type, turning every failure into a 400/422 that names the problem.
-    public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
-        try decodeValue(type, from: body)
     }
 
     private static func decodeValue<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(Problem) -> T {
@@ -45,7 +42,7 @@ public enum JSON {
             throw Problem(.badRequest, title: "Malformed JSON", detail: "The request body is empty; a JSON object was expected.")
         }
         let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .custom(snakeCaseOnly)
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
         decoder.dateDecodingStrategy = .iso8601
         do {
             return try decoder.decode(type, from: Data(body))
@@ -125,24 +122,10 @@ extension KeyedDecodingContainer {
     }
 }
 
-/// Request bodies' field names are snake_case: `rate_limit_per_minute` is the property
-/// `rateLimitPerMinute`. Foundation's `.convertFromSnakeCase` passes a name without an
-/// underscore through unchanged, so the camelCase spelling matched too (and, sent beside
-/// the snake_case one, which won was unclear); here a name with a capital letter matches
-/// no property and is an unknown field like any other.
-private func snakeCaseOnly(_ path: [any CodingKey]) -> any CodingKey {
-    let name = path.last?.stringValue ?? ""
-    guard !name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else {
-        return BodyKey("\u{0}" + name)
-    }
-    let words = name.split(separator: "_", omittingEmptySubsequences: false)
-    guard words.count > 1, !words.contains(where: \.isEmpty) else { return BodyKey(name) }
-    return BodyKey(words[0] + words.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined())
-}
-
 /// A request body type, with its fields' wire (snake_case) names. A name it does not
-/// know (a typo, the camelCase spelling) is refused rather than ignored: ignoring it would
-/// quietly drop what the client asked for, an `allowed_ips` restriction, say.
+/// know (a typo, or the camelCase spelling, which `.convertFromSnakeCase` would otherwise
+/// let match) is refused rather than ignored: ignoring a typo would quietly drop what the
+/// client asked for, an `allowed_ips` restriction, say.
 public protocol RequestBody: Decodable {
     static var fieldNames: Set<String> { get }
 }
@@ -150,12 +133,4 @@ public protocol RequestBody: Decodable {
 /// Any JSON value, read and thrown away (to list an object's keys).
 private struct Ignored: Decodable {
     init(from decoder: any Decoder) throws {}
-}
-
-private struct BodyKey: CodingKey {
-    let stringValue: String
-    var intValue: Int? { nil }
-    init(_ name: String) { stringValue = name }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
 }

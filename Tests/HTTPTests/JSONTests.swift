@@ -25,6 +25,12 @@ private struct Grant: Decodable {
     let keyId: UUID?
 }
 
+/// A request body as the routes declare them.
+private struct Limits: RequestBody {
+    static let fieldNames: Set<String> = ["max_requests"]
+    let maxRequests: Int
+}
+
 private struct Dated: Decodable {
     let notAfter: Date
 }
@@ -147,13 +153,16 @@ struct JSONDecodeTests {
         #expect(element.field == "scopes[1]")
     }
 
-    @Test("only snake_case names match a property: the camelCase spelling is an unknown field")
-    func snakeCaseOnly() throws {
-        let camel = try #require(decodeError(Grant.self, #"{"userRole":"reader"}"#))
-        #expect(camel.title == "Missing field")
-        #expect(camel.field == "user_role")
-        let both = try JSON.decode(Grant.self, from: Array(#"{"user_role":"reader","keyId":"not-a-uuid"}"#.utf8))
-        #expect(both.userRole == .reader && both.keyId == nil)
+    @Test("a request body refuses any name it does not list: a typo, or the camelCase spelling of a field")
+    func unknownFields() throws {
+        #expect(try JSON.decode(Limits.self, from: Array(#"{"max_requests":3}"#.utf8)).maxRequests == 3)
+        for (body, field) in [(#"{"max_requests":3,"maxRequests":4}"#, "maxRequests"), (#"{"max_requests":3,"max_request":4}"#, "max_request"),
+                              (#"{"max_requests":3,"z":1,"a":2}"#, "a")] {
+            let problem = try #require(decodeError(Limits.self, body))
+            #expect(problem.status == .unprocessableContent && problem.title == "Unknown field" && problem.field == field, "\(body): \(problem.title) \(problem.detail)")
+        }
+        // Malformed JSON is still a 400, before any field is looked at.
+        #expect(decodeError(Limits.self, "{")?.status == .badRequest)
     }
 
     @Test("a value of the right JSON type that the field refuses is 422 naming the field")

@@ -125,7 +125,7 @@ public final class KeyStore {
         guard isUUID(id) else { return nil }
         return try transaction { db throws(StoreError) -> KeyRecord? in
             guard let before = try lockedRecord(id, on: db) else { return nil }
-            guard permits(before) else { throw .forbidden("A key cannot manage a key with scopes it does not hold itself.") }
+            guard permits(before) else { throw .forbidden(Self.notPermitted) }
             if changes.active == before.active, Self.changedFields(changes) == ["active"] { return before }
             func keep<T>(_ change: T??, _ current: T?) -> T? { change ?? current }
             let active = changes.active ?? before.active
@@ -166,7 +166,7 @@ public final class KeyStore {
         guard isUUID(id) else { return nil }
         return try transaction { db throws(StoreError) -> KeyRecord? in
             guard let locked = try lockedRecord(id, on: db) else { return nil }
-            guard permits(locked) else { throw .forbidden("A key cannot manage a key with scopes it does not hold itself.") }
+            guard permits(locked) else { throw .forbidden(Self.notPermitted) }
             let rows = try storage { try db.query("DELETE FROM api_keys WHERE id = \(id)::uuid RETURNING \(unsafeSQL: Self.columns)") }
             guard let deleted = try Self.records(rows).first else { return nil }
             try Audit.append(action: "key.deleted", targetType: "api_key", targetID: id, by: actor, details: ["name": deleted.name], on: db)
@@ -198,7 +198,7 @@ public final class KeyStore {
             // (clock_timestamp: a rotation that committed while this one waited set the expiry
             // to its own now(), which may be later than this transaction's.)
             guard usable else { throw .conflict("Only an active key can be rotated.") }
-            guard permits(old) else { throw .forbidden("A key cannot manage a key with scopes it does not hold itself.") }
+            guard permits(old) else { throw .forbidden(Self.notPermitted) }
             let new = try insert(NewKey(hash: newHash, keyPrefix: newPrefix, name: old.name, environment: old.environment,
                                         userID: old.userID, scopes: old.scopes, allowedPaths: old.allowedPaths,
                                         allowedIPs: old.allowedIPs, limits: old.limits, expiresAt: old.expiresAt,
@@ -217,6 +217,9 @@ public final class KeyStore {
     }
 
     // MARK: Helpers
+
+    /// Why `permits` refused, in the words of the route-level check.
+    static let notPermitted = "A key cannot manage a key with scopes it does not hold itself."
 
     /// The key's row, locked until the transaction ends (edits, deletes and rotations of
     /// one key then happen one after another, each seeing the last one's result).

@@ -341,18 +341,17 @@ public struct RateTable: @unchecked Sendable {
         return entry.pointee.day - today > 1 || entry.pointee.month - month(ofDay: today) > 1
     }
 
-    /// Forward, and back only past a period's step: a wall clock stepped back across
-    /// midnight (or the 1st) keeps counting into the later period rather than zeroing it
-    /// (and zeroing it again on the way back); a clock that had run periods ahead (and
-    /// was corrected) does not hold the key to that future period until it comes.
+    /// Forward only: a wall clock stepped back across midnight (or the 1st) keeps counting
+    /// into the later period rather than zeroing it (and zeroing it again on the way back).
+    /// (Counts more than a period ahead are reloaded before this runs: `isPeriodsAhead`.)
     private func rollQuotas(_ entry: UnsafeMutablePointer<EntryHeader>, now: Int64) {
         let today = now / Self.day
-        if today > entry.pointee.day || entry.pointee.day - today > 1 {
+        if today > entry.pointee.day {
             entry.pointee.day = today
             entry.pointee.dayCount = 0
         }
         let month = Self.month(ofDay: today)
-        if month > entry.pointee.month || entry.pointee.month - month > 1 {
+        if month > entry.pointee.month {
             entry.pointee.month = month
             entry.pointee.monthCount = 0
         }

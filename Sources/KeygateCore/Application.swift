@@ -16,8 +16,9 @@ public final class AppContext: @unchecked Sendable {
     public let requiredSchemaVersion: Int
     /// HMAC-SHA-256 under the pepper; nil where none is configured (unit tests).
     public let hasher: KeyHasher?
-    public let keys: KeyStore?
-    public let users: UserStore?
+    /// The key and user tables: PostgreSQL in the server, memory in the router's tests.
+    public let keys: (any KeyStoring)?
+    public let users: (any UserStoring)?
     /// The checked-in OpenAPI document, read once by the master; nil when unreadable.
     public let openAPIDocument: [UInt8]?
     /// Route names by index, for metrics ("GET /healthz").
@@ -32,7 +33,8 @@ public final class AppContext: @unchecked Sendable {
 
     public init(configuration: Configuration, logger: Logger, pool: PoolView,
                 database: PostgresConnection? = nil, requiredSchemaVersion: Int = 0, hasher: KeyHasher? = nil,
-                openAPIDocument: [UInt8]? = nil, host: HostState? = nil, keyCache: KeyCache? = nil) {
+                openAPIDocument: [UInt8]? = nil, host: HostState? = nil, keyCache: KeyCache? = nil,
+                keys: (any KeyStoring)? = nil, users: (any UserStoring)? = nil) {
         self.host = host
         self.openAPIDocument = openAPIDocument
         self.configuration = configuration
@@ -41,10 +43,10 @@ public final class AppContext: @unchecked Sendable {
         self.database = database
         self.requiredSchemaVersion = requiredSchemaVersion
         self.hasher = hasher
-        keys = database.map(KeyStore.init(connection:))
-        users = database.map(UserStore.init(connection:))
+        self.keys = keys ?? database.map(KeyStore.init(connection:))
+        self.users = users ?? database.map(UserStore.init(connection:))
         let cache = host?.keyCache ?? keyCache
-        directory = keys == nil && cache == nil ? nil : KeyDirectory(cache: cache, keys: keys, configuration: configuration)
+        directory = self.keys == nil && cache == nil ? nil : KeyDirectory(cache: cache, keys: self.keys, configuration: configuration)
     }
 
     func requireDirectory() throws(Problem) -> KeyDirectory {
@@ -57,12 +59,12 @@ public final class AppContext: @unchecked Sendable {
         return hasher
     }
 
-    func requireKeys() throws(Problem) -> KeyStore {
+    func requireKeys() throws(Problem) -> any KeyStoring {
         guard let keys else { throw Problem.unavailable("No database is configured.") }
         return keys
     }
 
-    func requireUsers() throws(Problem) -> UserStore {
+    func requireUsers() throws(Problem) -> any UserStoring {
         guard let users else { throw Problem.unavailable("No database is configured.") }
         return users
     }

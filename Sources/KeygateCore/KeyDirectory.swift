@@ -8,7 +8,7 @@ import Storage
 /// a miss (and the answer, found or not, goes back into the cache).
 final class KeyDirectory {
     let cache: KeyCache?
-    let keys: KeyStore?
+    let keys: (any KeyStoring)?
     private let ttl: Int64
     private let negativeTTL: Int64
     private let duringOutage: Bool
@@ -19,7 +19,7 @@ final class KeyDirectory {
     private var decoded: [[UInt8]: (payload: [UInt8], record: KeyRecord)] = [:]
     static let decodedCapacity = 128
 
-    init(cache: KeyCache?, keys: KeyStore?, configuration: Configuration) {
+    init(cache: KeyCache?, keys: (any KeyStoring)?, configuration: Configuration) {
         self.cache = cache
         self.keys = keys
         ttl = Int64(configuration.keyCacheTTLSeconds) * 1_000_000

@@ -158,6 +158,11 @@ public struct KeyFilter: Sendable {
 public struct Page<Item: Sendable>: Sendable {
     public let items: [Item]
     public let nextCursor: String?
+
+    public init(items: [Item], nextCursor: String?) {
+        self.items = items
+        self.nextCursor = nextCursor
+    }
 }
 
 public enum StoreError: Error, CustomStringConvertible {

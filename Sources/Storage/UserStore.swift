@@ -7,6 +7,15 @@ public struct UserRecord: Sendable, Equatable {
     public let externalID: String?
     public let createdAt: Int64
     public let updatedAt: Int64
+
+    public init(id: String, email: String, planTier: String, externalID: String?, createdAt: Int64, updatedAt: Int64) {
+        self.id = id
+        self.email = email
+        self.planTier = planTier
+        self.externalID = externalID
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
 }
 
 /// Users, whose plan tier gives new keys their default limits.

@@ -64,7 +64,7 @@ let package = Package(
 
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "Posix"]),
-        .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP", "SharedMemory", "Posix"]),
+        .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP", "Keys", "Posix", "SharedMemory", "Storage"]),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "HTTP"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Postgres"]),

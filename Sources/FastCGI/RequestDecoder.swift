@@ -80,7 +80,8 @@ public struct RequestDecoder {
             // Only a fallback: not worth reading when REQUEST_URI came first (as nginx sends it).
             if requestURI == nil { documentURI = Self.target(value) }
         case 14 where Self.equals(name, "REQUEST_METHOD"):
-            if !value.isEmpty, value.count <= 16, value.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) {
+            // What nginx's parser lets through: A-Z, '_' and '-' (M-SEARCH); the router answers 405.
+            if !value.isEmpty, value.count <= 16, value.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5a) || $0 == 0x5f || $0 == 0x2d }) {
                 method = String(decoding: value, as: UTF8.self)
             } else {
                 methodMalformed = true
@@ -137,9 +138,12 @@ public struct RequestDecoder {
         if path.utf8.contains(UInt8(ascii: "%")) && QueryString.percentDecode(Substring(path)) == nil {
             throw fail(Problem(.badRequest, detail: "The request path does not decode to valid UTF-8."))
         }
-        // No parameter holds a NUL (PostgreSQL text cannot): refused here, once for every route.
-        if Self.holdsNUL(query) {
-            throw fail(Problem(.badRequest, detail: "The query string holds a NUL character (%00)."))
+        // Every parameter decodes, and none holds a NUL (PostgreSQL text cannot): checked here,
+        // once for every route, so no route sees a malformed filter as an absent one.
+        if let name = QueryString.firstInvalidName(query) {
+            let shown = String(name.unicodeScalars.prefix(64).filter { $0.value >= 0x20 })
+            throw fail(Problem(.badRequest, detail: "The query parameter '\(shown)' does not decode: a malformed %-escape, bytes that are not UTF-8, or a NUL.",
+                               field: shown))
         }
         var body: [UInt8] = []
         switch contentLength {
@@ -194,16 +198,6 @@ public struct RequestDecoder {
             }
             return name.count - 5
         }
-    }
-
-    /// A NUL byte, raw or escaped as `%00`.
-    static func holdsNUL(_ query: String) -> Bool {
-        var previous: (UInt8, UInt8) = (0xFF, 0xFF)
-        for byte in query.utf8 {
-            if byte == 0 || (previous == (UInt8(ascii: "%"), UInt8(ascii: "0")) && byte == UInt8(ascii: "0")) { return true }
-            previous = (previous.1, byte)
-        }
-        return false
     }
 
     /// A request target: must start with `/` and be UTF-8; split at the first `?`.

@@ -1,6 +1,7 @@
 /// Query-string and percent-decoding, byte-exact and UTF-8 validating.
 public enum QueryString {
-    /// `a=1&b=x%20y` → ["a": "1", "b": "x y"]; pairs that do not decode are dropped.
+    /// `a=1&b=x%20y` → ["a": "1", "b": "x y"]; pairs that do not decode are dropped
+    /// (requests whose query holds one are refused first: `firstInvalidName`).
     public static func parse(_ query: String) -> [String: String] {
         var items: [String: String] = [:]
         // Bytes, not Characters: a combining mark after "&" or "=" must not hide the separator.
@@ -11,6 +12,21 @@ public enum QueryString {
             if let value, items[name] == nil { items[name] = value }
         }
         return items
+    }
+
+    /// The name (as sent) of the first pair whose name or value does not decode or holds a
+    /// NUL; nil when every pair is good. A route that read such a pair would see the
+    /// parameter as absent: a filter dropped instead of refused.
+    public static func firstInvalidName(_ query: String) -> Substring? {
+        for pair in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            for part in parts {
+                guard let decoded = percentDecode(Substring(part), plusAsSpace: true), !decoded.utf8.contains(0) else {
+                    return Substring(parts[0])
+                }
+            }
+        }
+        return nil
     }
 
     /// Decodes `%XX` escapes; nil for a malformed escape or bytes that are not UTF-8.

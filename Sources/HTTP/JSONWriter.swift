@@ -25,6 +25,10 @@ final class JSONWriter: Encoder {
         case let int as Int: buffer.appendInteger(int)
         case let bool as Bool: buffer.appendBool(bool)
         case let double as Double: writeDouble(double)
+        // Every other number here: their own encode(to:) would come back to this method
+        // through the single-value container, without end.
+        case let integer as any BinaryInteger: buffer.append(raw: String(integer))
+        case let float as Float: writeDouble(Double(float))
         case let date as Date: writeString(date.formatted(.iso8601))
         case let dictionary as [String: Int]: try writeDictionary(dictionary)
         case let dictionary as [String: String]: try writeDictionary(dictionary)
@@ -52,7 +56,13 @@ final class JSONWriter: Encoder {
 
     /// Closes every container the current value opened.
     private func closeFrames() {
-        while frames.count > valueBase {
+        closeFrames(above: valueBase)
+    }
+
+    /// Closes containers nested deeper than `depth` frames: a container writing its next
+    /// key or element first ends the nested containers it handed out before.
+    func closeFrames(above depth: Int) {
+        while frames.count > depth {
             switch frames.removeLast() {
             case .object: buffer.append(byte: UInt8(ascii: "}"))
             case .array: buffer.append(byte: UInt8(ascii: "]"))
@@ -102,7 +112,7 @@ final class JSONWriter: Encoder {
             buffer.append(byte: UInt8(ascii: "{"))
             frames.append(.object(count: 0))
         }
-        return KeyedEncodingContainer(KeyedWriter<Key>(writer: self))
+        return KeyedEncodingContainer(KeyedWriter<Key>(writer: self, depth: valueBase + 1))
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
@@ -110,8 +120,11 @@ final class JSONWriter: Encoder {
             buffer.append(byte: UInt8(ascii: "["))
             frames.append(.array(count: 0))
         }
-        return UnkeyedWriter(writer: self)
+        return UnkeyedWriter(writer: self, depth: valueBase + 1)
     }
+
+    /// How many containers are open.
+    var depth: Int { frames.count }
 
     func singleValueContainer() -> any SingleValueEncodingContainer {
         SingleValueWriter(writer: self)
@@ -126,15 +139,22 @@ final class JSONWriter: Encoder {
 
 private struct KeyedWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let writer: JSONWriter
+    /// Open containers while this one is the innermost (its own frame included).
+    let depth: Int
     var codingPath: [any CodingKey] { writer.codingPath }
 
-    mutating func encodeNil(forKey key: Key) throws {
+    private func key(_ key: Key) {
+        writer.closeFrames(above: depth)
         writer.writeKey(key.stringValue)
+    }
+
+    mutating func encodeNil(forKey key: Key) throws {
+        self.key(key)
         writer.writeNull()
     }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-        writer.writeKey(key.stringValue)
+        self.key(key)
         try writer.write(value)
     }
 
@@ -144,65 +164,74 @@ private struct KeyedWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
-        writer.writeKey(key.stringValue)
+        self.key(key)
         writer.openNested(object: true)
-        return KeyedEncodingContainer(KeyedWriter<NestedKey>(writer: writer))
+        return KeyedEncodingContainer(KeyedWriter<NestedKey>(writer: writer, depth: writer.depth))
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
-        writer.writeKey(key.stringValue)
+        self.key(key)
         writer.openNested(object: false)
-        return UnkeyedWriter(writer: writer)
+        return UnkeyedWriter(writer: writer, depth: writer.depth)
     }
 
     mutating func superEncoder() -> any Encoder {
+        writer.closeFrames(above: depth)
         writer.writeKey("super")
         return writer
     }
 
     mutating func superEncoder(forKey key: Key) -> any Encoder {
-        writer.writeKey(key.stringValue)
+        self.key(key)
         return writer
     }
 }
 
 private struct UnkeyedWriter: UnkeyedEncodingContainer {
     let writer: JSONWriter
+    /// Open containers while this one is the innermost (its own frame included).
+    let depth: Int
     private(set) var count = 0
     var codingPath: [any CodingKey] { writer.codingPath }
 
-    init(writer: JSONWriter) {
+    init(writer: JSONWriter, depth: Int) {
         self.writer = writer
+        self.depth = depth
+    }
+
+    private func separator() {
+        writer.closeFrames(above: depth)
+        writer.arrayElementSeparator()
     }
 
     mutating func encodeNil() throws {
-        writer.arrayElementSeparator()
+        separator()
         writer.writeNull()
         count += 1
     }
 
     mutating func encode<T: Encodable>(_ value: T) throws {
-        writer.arrayElementSeparator()
+        separator()
         try writer.write(value)
         count += 1
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
-        writer.arrayElementSeparator()
+        separator()
         writer.openNested(object: true)
         count += 1
-        return KeyedEncodingContainer(KeyedWriter<NestedKey>(writer: writer))
+        return KeyedEncodingContainer(KeyedWriter<NestedKey>(writer: writer, depth: writer.depth))
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
-        writer.arrayElementSeparator()
+        separator()
         writer.openNested(object: false)
         count += 1
-        return UnkeyedWriter(writer: writer)
+        return UnkeyedWriter(writer: writer, depth: writer.depth)
     }
 
     mutating func superEncoder() -> any Encoder {
-        writer.arrayElementSeparator()
+        separator()
         count += 1
         return writer
     }

@@ -253,6 +253,50 @@ struct JSONEncodeTests {
     }
 }
 
+extension JSONEncodeTests {
+    private struct Numbers: Encodable {
+        let big: Int64
+        let unsigned: UInt64
+        let small: Int32
+        let byte: UInt8
+        let fraction: Float
+    }
+
+    @Test("integers of every width and Float are written as numbers (they used to recurse without end)")
+    func numberTypes() {
+        let value = Numbers(big: .min, unsigned: .max, small: -7, byte: 255, fraction: 0.5)
+        #expect(String(decoding: JSON.encode(value), as: UTF8.self)
+            == #"{"big":-9223372036854775808,"unsigned":18446744073709551615,"small":-7,"byte":255,"fraction":0.5}"#)
+        #expect(String(decoding: JSON.encode([Int16(3), Int16(-4)]), as: UTF8.self) == "[3,-4]")
+    }
+
+    private struct NestedContainers: Encodable {
+        enum CodingKeys: String, CodingKey { case first, list, last }
+        enum InnerKeys: String, CodingKey { case a, deeper }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            var inner = c.nestedContainer(keyedBy: InnerKeys.self, forKey: .first)
+            try inner.encode(1, forKey: .a)
+            var deeper = inner.nestedUnkeyedContainer(forKey: .deeper)
+            try deeper.encode("x")
+            var list = c.nestedUnkeyedContainer(forKey: .list)
+            try list.encode(2)
+            var element = list.nestedContainer(keyedBy: InnerKeys.self)
+            try element.encode(3, forKey: .a)
+            try list.encode(4)
+            try c.encode(true, forKey: .last)
+        }
+    }
+
+    @Test("a nested container ends where its parent writes its next key or element")
+    func nestedContainers() {
+        #expect(String(decoding: JSON.encode(NestedContainers()), as: UTF8.self)
+            == #"{"first":{"a":1,"deeper":["x"]},"list":[2,{"a":3},4],"last":true}"#)
+        #expect(String(decoding: JSON.encode([NestedContainers()]), as: UTF8.self)
+            == #"[{"first":{"a":1,"deeper":["x"]},"list":[2,{"a":3},4],"last":true}]"#)
+    }
+}
+
 /// Accepts any JSON value (to check output parses).
 private struct AnyDecodable: Decodable {
     init(from decoder: any Decoder) throws {

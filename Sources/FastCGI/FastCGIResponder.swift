@@ -8,12 +8,27 @@ import Posix
 /// Errors of the libfcgi layer.
 public enum FastCGIError: Error, CustomStringConvertible {
     case initializationFailed
-    case acceptFailed
+    /// Accepting a connection failed with this errno.
+    case acceptFailed(errno: Int32)
+    /// libfcgi closed a connection before its params were whole: a broken record, a peer
+    /// gone or too slow.
+    case connectionDropped
 
     public var description: String {
         switch self {
         case .initializationFailed: return "libfcgi initialisation failed"
-        case .acceptFailed: return "FCGX_Accept_r failed"
+        case .acceptFailed(let code): return POSIXError(call: "accept", errno: code).description
+        case .connectionDropped: return "a connection closed before its request was complete"
+        }
+    }
+
+    /// A failure that says nothing about the listener: a signal, a connection aborted before
+    /// it was accepted, one libfcgi dropped. Anything else (EMFILE, EBADF…) is worth a log line.
+    public var isRoutine: Bool {
+        switch self {
+        case .connectionDropped: return true
+        case .acceptFailed(let code): return [EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED, EPROTO].contains(code)
+        case .initializationFailed: return false
         }
     }
 }
@@ -28,13 +43,26 @@ public final class FastCGIResponder {
     private let makeRequestID: () -> String
     /// Whether the current request's params and whole body were read (see `finish`).
     private var inputRead = false
+    /// The shared listening socket: this responder accepts on it itself (see `accept`).
+    private let listenFD: Int32
+    /// How long a new connection may take to deliver its begin record and params.
+    private let acceptTimeoutSeconds: Double?
 
-    public init(listenFD: Int32, makeRequestID: @escaping () -> String) throws(FastCGIError) {
+    /// `acceptTimeoutSeconds`: how long a connection may take to deliver its begin record
+    /// and params (nil or 0: for ever). libfcgi reads them inside `FCGX_Accept_r`, before
+    /// this worker counts as busy and the pool's request timeout runs, so without a bound
+    /// a peer that stops mid-record would hold the worker indefinitely.
+    public init(listenFD: Int32, acceptTimeoutSeconds: Double? = nil, makeRequestID: @escaping () -> String) throws(FastCGIError) {
         guard FCGX_Init() == 0 else { throw FastCGIError.initializationFailed }
         request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
         self.makeRequestID = makeRequestID
-        // FAIL_ACCEPT_ON_INTR: a stop signal must break accept(), not be retried by libfcgi.
-        guard FCGX_InitRequest(request, listenFD, Int32(FCGI_FAIL_ACCEPT_ON_INTR)) == 0 else {
+        self.listenFD = listenFD
+        self.acceptTimeoutSeconds = acceptTimeoutSeconds.flatMap { $0 > 0 ? $0 : nil }
+        // No listening socket for libfcgi: `accept` hands it each connection. When libfcgi
+        // drops one (a broken record, a peer gone or too slow), its own accept on -1 fails
+        // at once and `FCGX_Accept_r` returns, instead of accepting the next connection
+        // without the bound. FAIL_ACCEPT_ON_INTR: never retry inside libfcgi.
+        guard FCGX_InitRequest(request, -1, Int32(FCGI_FAIL_ACCEPT_ON_INTR)) == 0 else {
             request.deallocate()
             throw FastCGIError.initializationFailed
         }
@@ -46,10 +74,28 @@ public final class FastCGIResponder {
     }
 
     /// Blocks until the next request arrives. Throws when the listener is gone or a stop
-    /// signal interrupted the wait.
+    /// signal interrupted the wait (a stop handler puts /dev/null in the listener's place),
+    /// and `.connectionDropped` when a connection broke off before its request was whole.
     public func accept() throws(FastCGIError) {
         inputRead = false
-        guard FCGX_Accept_r(request) >= 0 else { throw FastCGIError.acceptFailed }
+        if request.pointee.ipcFd < 0 {
+            let fd = Glibc.accept(listenFD, nil, nil)
+            guard fd >= 0 else { throw FastCGIError.acceptFailed(errno: Glibc.errno) }
+            if let acceptTimeoutSeconds {
+                do { try Listener.setReceiveTimeout(fd, seconds: acceptTimeoutSeconds) } catch {
+                    close(fd)
+                    throw FastCGIError.acceptFailed(errno: error.errno)
+                }
+            }
+            request.pointee.ipcFd = fd
+            // FCGX_Accept_r first finishes "the current request": it must not close this one.
+            request.pointee.keepConnection = 1
+        }
+        guard FCGX_Accept_r(request) >= 0 else { throw FastCGIError.connectionDropped }
+        // From here the request counts as busy and the pool's timeout covers it. A socket
+        // with a receive timeout is never restarted after a signal (signal(7)): a stop
+        // signal would break the body read of a request that should finish.
+        if acceptTimeoutSeconds != nil { try? Listener.setReceiveTimeout(request.pointee.ipcFd, seconds: 0) }
     }
 
     /// Decodes the accepted request's params and body.

@@ -13,6 +13,9 @@ import SharedMemory
 /// A worker's life: accept a FastCGI request, answer it, record it on the scoreboard,
 /// until asked to stop or `max_requests` is reached.
 enum Worker {
+    /// Failed accepts in a row (about a second of them) before a worker gives up.
+    static let acceptFailureLimit = 100
+
     static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8],
                     openAPIDocument: [UInt8]?, host: HostState) -> Int32 {
         let logger = Logger(level: configuration.logLevel, component: "worker")
@@ -20,7 +23,8 @@ enum Worker {
         guard prepareChild(listenFD: listenFD, configuration: configuration, logger: logger) else { return 1 }
         let responder: FastCGIResponder
         do {
-            responder = try FastCGIResponder(listenFD: listenFD, makeRequestID: makeRequestID)
+            responder = try FastCGIResponder(listenFD: listenFD, acceptTimeoutSeconds: configuration.requestTimeoutSeconds,
+                                             makeRequestID: makeRequestID)
         } catch {
             logger.error("cannot start FastCGI", [("error", String(describing: error))])
             return 1
@@ -50,14 +54,24 @@ enum Worker {
         board.setState(pool.slot, .idle)
 
         var served = 0
+        var failedAccepts = 0
         let pid = ProcessControl.currentPID
         while !Signals.isStopRequested {
             do {
                 try responder.accept()
+                failedAccepts = 0
             } catch {
                 if Signals.isStopRequested { break }
-                // Transient (EMFILE, ECONNABORTED): back off briefly rather than spin.
-                logger.warning("accept failed; retrying")
+                if error.isRoutine { continue }
+                // EMFILE and the like pass; a listener that is gone (EBADF, ENOTSOCK) does
+                // not: after a run of failures the worker exits and the master's back-off
+                // takes over, instead of a worker spinning here for ever.
+                failedAccepts += 1
+                logger.warning("accept failed; retrying", [("error", error.description), ("in_a_row", String(failedAccepts))])
+                if failedAccepts >= Self.acceptFailureLimit {
+                    logger.error("accept keeps failing; the worker exits", [("error", error.description)])
+                    return 1
+                }
                 Clock.pause(microseconds: 10_000)
                 continue
             }

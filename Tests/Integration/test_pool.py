@@ -1,6 +1,7 @@
 """The pre-forked pool under stress: crashes, stops, reloads, recycling, timeouts."""
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -213,6 +214,40 @@ def test_worker_stuck_past_request_timeout_is_killed_and_replaced(stack, aux_poo
     assert pool.status()["restarts"]["timeout"] == 1
     assert "request_timeout" in pool.log_text()
     assert _get(stack, "/healthz").status_code == 200
+
+
+def test_a_peer_that_stops_mid_record_frees_its_worker_after_request_timeout(stack, aux_pool):
+    # libfcgi reads the begin record and the params before the worker counts as busy, so
+    # the pool's timeout does not cover that read: the listener's receive timeout does.
+    pool = aux_pool(workers=2, request_timeout=1)
+    stalled = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(stack.aux_socket)
+        s.sendall(b"\x01\x01\x00")  # 3 of a record header's 8 bytes, then nothing
+        stalled.append(s)
+    try:
+        started = time.monotonic()
+        status, _, body = fcgi.request(stack.aux_socket, fcgi.base_params(), timeout=8)
+        assert status == 200, body
+        assert time.monotonic() - started < 4, "both workers were held until the stalled peers timed out"
+        for s in stalled:
+            s.settimeout(3)
+            assert s.recv(1) == b"", "the worker closes the stalled connection"
+    finally:
+        for s in stalled:
+            s.close()
+    # A worker that waited out the timeout serves a body that arrives in parts later on.
+    s = fcgi.open_request(stack.aux_socket, fcgi.base_params("POST", "/healthz", CONTENT_LENGTH="4"))
+    try:
+        fcgi.send_stdin(s, b"ab")
+        time.sleep(0.2)
+        fcgi.send_stdin(s, b"cd", last=True)
+        status, _, _ = fcgi.read_response(s)
+        assert status == 405
+    finally:
+        s.close()
+    assert pool.status()["restarts"]["crash"] == 0
 
 
 def test_crash_loop_stops_the_pool_with_a_clear_log_line(stack, aux_pool):

@@ -297,6 +297,15 @@ extension String {
 extension Configuration {
     /// The connection string for the workers (`direct: false`) or for migrations and
     /// LISTEN (`direct: true`), with the password read from `database_password_file`.
+    /// Reads what workers and the housekeeper derive from these settings when they start
+    /// (the connection strings, with the password file): checked by the master at start
+    /// and before a reload, so a setting they cannot use is refused while nothing depends
+    /// on it yet.
+    public func checkWorkerInputs() throws(ConfigurationError) {
+        _ = try connectionString(direct: false)
+        _ = try connectionString(direct: true)
+    }
+
     public func connectionString(direct: Bool) throws(ConfigurationError) -> String {
         var url = Self.withKeepalives(direct && !databaseDirectURL.isEmpty ? databaseDirectURL : databaseURL)
         guard !databasePasswordFile.isEmpty else { return url }

@@ -26,6 +26,12 @@ public enum Server {
             return 2
         }
         let logger = Logger(level: configuration.logLevel, component: "master")
+        do {
+            try configuration.checkWorkerInputs()
+        } catch {
+            logger.error("cannot start", [("error", String(describing: error))])
+            return 1
+        }
         // The schema version this binary needs, from the migration files (no database
         // connection in the master: workers connect after fork).
         let requiredSchemaVersion: Int
@@ -80,6 +86,10 @@ public enum Server {
                     do {
                         let reloaded = try Configuration.load(path: configurationPath, environment: environment)
                         let applied = Self.keepingRestartOnlySettings(reloaded, of: current.value)
+                        // What each new worker reads first: refused here, the running workers
+                        // stay; found by the new ones, every one of them would exit at once
+                        // while the old ones retire, and the pool would stop for a crash loop.
+                        try applied.checkWorkerInputs()
                         let ignored = Self.restartOnlyChanges(reloaded, from: current.value)
                         if !ignored.isEmpty {
                             logger.warning("these settings take effect only after a restart; kept as they were",

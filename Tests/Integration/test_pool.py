@@ -177,6 +177,24 @@ def test_invalid_config_on_sighup_keeps_workers(stack, aux_pool):
     assert _get(stack, "/healthz").status_code == 200
 
 
+def test_reload_refuses_a_password_file_the_workers_could_not_read(stack, aux_pool):
+    # Found by the new workers instead, every one of them exits while the old ones retire:
+    # a crash loop that stops the whole pool.
+    pool = aux_pool(workers=2, emergency_restart_threshold=3)
+    pids = pool.worker_pids()
+    missing = os.path.join(pool.dir, "no-such-password-file")
+    pool.write_config(database_password_file=missing)
+    pool.signal(signal.SIGHUP)
+    _eventually(lambda: "reload failed" in pool.log_text(), "the master never refused the reload")
+    assert "database_password_file" in pool.log_text()
+    del pool.settings["database_password_file"]
+    pool.write_config()
+    assert pool.process.poll() is None, "the pool stopped"
+    assert pool.worker_pids() == pids
+    assert pool.status()["generation"] == 1
+    assert _get(stack, "/healthz").status_code == 200
+
+
 def test_worker_scheduling_batch_by_default_and_normal_after_a_reload(stack, aux_pool):
     # Workers and the housekeeper run under SCHED_BATCH (they must not preempt nginx);
     # worker_scheduling = normal puts the next generation back on the default policy.

@@ -18,13 +18,20 @@ public final class SharedRegion: @unchecked Sendable {
         self.path = path
     }
 
-    /// Creates (or truncates) the file at `path`, sizes it, and maps it zero-filled.
+    /// Creates (or replaces) the file at `path` with `size` zero bytes, every block reserved,
+    /// and maps it.
     public static func create(path: String, size: Int, mode: mode_t = 0o644) throws(POSIXError) -> SharedRegion {
         // A fresh inode: a process still mapping an old segment keeps its own pages.
         unlink(path)
         let fd = try syscall("open \(path)") { open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode) }
         defer { close(fd) }
-        try syscall("ftruncate \(path)") { ftruncate(fd, off_t(size)) }
+        // Reserved now, not as pages are first written: on a full tmpfs a sparse segment
+        // would kill with SIGBUS whichever worker first touched a new page, long after start.
+        let reserved = posix_fallocate(fd, 0, off_t(size))
+        guard reserved == 0 else {
+            unlink(path)
+            throw POSIXError(call: "posix_fallocate \(path) (\(size) bytes)", errno: reserved)
+        }
         return try map(fd: fd, size: size, writable: true, path: path)
     }
 

@@ -22,10 +22,14 @@ public enum Files {
         return nil
     }
 
-    /// Writes `contents` to `path` atomically (temporary file, then rename) with `mode`.
+    /// Writes `contents` to `path` atomically (temporary file, then rename) with exactly
+    /// `mode`, on disk before it appears under its name.
     public static func write(_ contents: String, to path: String, mode: mode_t = 0o644) throws(POSIXError) {
         let temporary = path + ".tmp.\(getpid())"
-        let fd = try syscall("open \(temporary)") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+        // Always a new file of our own: one left behind (or planted) under the temporary name
+        // would otherwise keep its looser mode, and a symlink there would be written through.
+        unlink(temporary)
+        let fd = try syscall("open \(temporary)") { open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode) }
         var bytes = Array(contents.utf8)
         var offset = 0
         while offset < bytes.count {
@@ -41,6 +45,14 @@ public enum Files {
                 throw POSIXError(call: "write \(temporary)", errno: code)
             }
             offset += written
+        }
+        // The umask may have taken bits the caller asked for; fsync: a crash right after the
+        // rename must not leave an empty file under the name.
+        if fchmod(fd, mode) != 0 || fsync(fd) != 0 {
+            let code = errno
+            close(fd)
+            unlink(temporary)
+            throw POSIXError(call: "fchmod/fsync \(temporary)", errno: code)
         }
         close(fd)
         do {

@@ -27,6 +27,44 @@ struct FilesTests {
         #expect(try listing(directory) == ["key"])
     }
 
+    @Test("a file planted under the temporary name neither loosens the mode nor is written through")
+    func plantedTemporary() throws {
+        let directory = temporaryDirectory()
+        defer { removeTree(directory) }
+        let path = directory + "/admin.key"
+        let temporary = path + ".tmp.\(getpid())"
+        try Files.write("planted\n", to: temporary + ".source", mode: 0o644)
+        #expect(rename(temporary + ".source", temporary) == 0)
+        try Files.write("secret\n", to: path, mode: 0o600)
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        #expect(Files.read(path).map { String(decoding: $0, as: UTF8.self) } == "secret\n")
+
+        let victim = directory + "/victim"
+        try Files.write("untouched\n", to: victim, mode: 0o644)
+        #expect(symlink(victim, temporary) == 0)
+        try Files.write("secret\n", to: path, mode: 0o600)
+        #expect(Files.read(victim).map { String(decoding: $0, as: UTF8.self) } == "untouched\n")
+        #expect(try listing(directory).sorted() == ["admin.key", "victim"])
+    }
+
+    @Test("the mode asked for is the mode given, whatever the umask")
+    func modeDespiteUmask() throws {
+        let directory = temporaryDirectory()
+        defer { removeTree(directory) }
+        // In a child: the umask is the whole process's, and other tests run beside this one.
+        let child = fork()
+        if child == 0 {
+            umask(0o077)
+            do { try Files.write("x", to: directory + "/shared", mode: 0o644) } catch { _exit(2) }
+            var info = stat()
+            _exit(stat(directory + "/shared", &info) == 0 && info.st_mode & 0o777 == 0o644 ? 0 : 1)
+        }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+        #expect(ExitReason(waitStatus: status) == .exited(0))
+    }
+
     @Test("a write that cannot happen throws and leaves nothing behind")
     func failedWrite() throws {
         let directory = temporaryDirectory()

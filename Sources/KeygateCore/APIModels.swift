@@ -123,7 +123,7 @@ struct Pagination {
 
 extension Request {
     var actor: (KeyRecord) -> Actor {
-        { key in Actor(keyID: key.id.isEmpty ? nil : key.id, remoteAddress: remoteAddress,
+        { key in Actor(keyID: key.id.isEmpty ? nil : key.id, remoteAddress: IPNetwork.singleAddress(remoteAddress),
                        requestID: requestID.isEmpty ? nil : requestID) }
     }
 }

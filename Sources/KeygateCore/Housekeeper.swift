@@ -226,7 +226,7 @@ final class Housekeeper {
         guard let keyID = UUIDBytes.format(record.keyID), record.keyID != [UInt8](repeating: 0, count: 16),
               (100...599).contains(record.status) else { return nil }
         func clean(_ text: String) -> String { text.contains("\0") ? text.replacing("\0", with: "") : text }
-        let address = IPNetwork(record.remoteAddress) != nil && !record.remoteAddress.contains("/") ? record.remoteAddress : nil
+        let address = IPNetwork.singleAddress(record.remoteAddress)
         return UsageRow(keyID: keyID, at: record.at, method: clean(record.method), route: clean(record.route), path: clean(record.path),
                         status: record.status, responseTimeMicroseconds: min(record.durationMicroseconds, Int(Int32.max)), remoteAddress: address,
                         counted: record.counted)

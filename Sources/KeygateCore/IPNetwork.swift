@@ -7,6 +7,13 @@ struct IPNetwork: Equatable {
     let address: [UInt8]
     let prefixLength: Int
 
+    /// `text` when it is a single IP address (what an `inet` column takes), else nil: a
+    /// client address nginx passes is not always one (`unix:` behind a unix-socket listener),
+    /// and a failed cast would refuse the whole change it is recorded with.
+    static func singleAddress(_ text: String) -> String? {
+        IPNetwork(text) != nil && !text.contains("/") ? text : nil
+    }
+
     /// `10.0.0.0/8`, `192.168.1.5`, `2001:db8::/32`, `::1`. An IPv4-mapped IPv6 block
     /// (`::ffff:10.0.0.0/104`, as PostgreSQL prints a mapped address stored as cidr) is
     /// the IPv4 block it maps, so it matches the IPv4 addresses nginx passes.

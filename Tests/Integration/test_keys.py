@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import fcgi
+
 ADMIN = "/api/v1/admin"
 CREATED_KEYS = []  # every raw key any test saw, for the no-secrets-anywhere test
 
@@ -391,6 +393,28 @@ def test_revoking_a_revoked_key_changes_and_audits_nothing(api):
     api.call("PATCH", f"{ADMIN}/api-keys/{key['id']}", json={"active": False, "name": "renamed"})
     last = [e for e in every(api, ADMIN + "/audit-log") if e["target_id"] == key["id"]][-1]
     assert last["action"] == "key.updated" and last["details"]["changed"] == "name", last
+
+
+def test_a_client_address_that_is_no_ip_is_audited_as_none_and_the_change_stands(api):
+    # nginx behind a unix-socket listener passes REMOTE_ADDR "unix:": the audit row's inet
+    # cast once refused the whole change (422), so no key could be revoked over HTTP.
+    key = api.create_key(scopes=["self"])
+
+    def patch(address, body):
+        params = fcgi.base_params("PATCH", uri=f"{ADMIN}/api-keys/{key['id']}", HTTP_X_API_KEY=api.key,
+                                  CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)))
+        params = [(name, address if name == "REMOTE_ADDR" else value) for name, value in params]
+        return fcgi.request(api.stack.socket, params, body=body)
+
+    for number, address in enumerate(("unix:", "not an address", "10.0.0.0/8")):
+        status, _, body = patch(address, b'{"name": "renamed-%d"}' % number)
+        assert status == 200, (address, body)
+    status, _, body = patch("unix:", b'{"active": false}')
+    assert status == 200, body
+    assert api.call("GET", f"{ADMIN}/api-keys/{key['id']}").json()["status"] == "revoked"
+    entries = [e for e in every(api, ADMIN + "/audit-log") if e["target_id"] == key["id"]]
+    assert [e["action"] for e in entries] == ["key.created"] + ["key.updated"] * 3 + ["key.revoked"]
+    assert all(e["remote_addr"] is None for e in entries[1:]), entries
 
 
 def test_key_audit_and_usage_routes_check_scope_and_target(api):

@@ -106,10 +106,18 @@ public final class PostgresConnection {
         guard usesPreparedStatements else { return try self.query(query) }
         do {
             return try executePrepared(statement.name, query)
-        } catch let error where !inTransaction && (error.sqlState == "26000" || (error.kind == .unavailable && error.sqlState == nil)) {
-            // The statement is gone (DISCARD ALL on the server) or the connection broke:
-            // start over once, on a fresh connection when it was the connection.
-            if error.sqlState == nil { disconnect() } else { prepared.remove(statement.name) }
+        } catch let error where !inTransaction && (error.sqlState == "26000" || error.sqlState == "0A000"
+                                                     || (error.kind == .unavailable && error.sqlState == nil)) {
+            // The statement is gone (DISCARD ALL on the server), its plan no longer fits the
+            // table (0A000 after a migration changed a column's type: the server refuses it
+            // until it is prepared anew), or the connection broke: start over once, on a
+            // fresh connection when it was the connection.
+            if error.sqlState == nil {
+                disconnect()
+            } else {
+                if error.sqlState == "0A000" { _ = try? self.query(PostgresQuery(unsafeSQL: "DEALLOCATE \(statement.name)")) }
+                prepared.remove(statement.name)
+            }
             return try executePrepared(statement.name, query)
         }
     }
@@ -230,9 +238,13 @@ public final class PostgresConnection {
     // MARK: Transactions
 
     /// Runs `body` in a transaction (with the statement timeout); commits if it returns,
-    /// rolls back if it throws.
+    /// rolls back if it throws. Not nested: an inner BEGIN would only warn and its COMMIT
+    /// would commit the outer work early.
     @discardableResult
     public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        guard !inTransaction else {
+            throw PostgresError(kind: .other, sqlState: nil, message: "transaction() inside a transaction")
+        }
         try query("BEGIN")
         inTransaction = true
         defer { inTransaction = false }
@@ -240,6 +252,11 @@ public final class PostgresConnection {
             // Always, 0 included: 0 must turn off a role's default timeout too (migrations).
             try query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)"))
             let value = try body(self)
+            // A statement failed and `body` carried on: COMMIT would roll back without an
+            // error, and the change would be reported as made.
+            if let handle, PQtransactionStatus(handle) == PQTRANS_INERROR {
+                throw PostgresError(kind: .other, sqlState: "25P02", message: "a statement of the transaction failed; it was rolled back")
+            }
             try query("COMMIT")
             return value
         } catch {

@@ -2,7 +2,9 @@
 /// has one HTTP answer further up (conflict → 409, unavailable → 503, …).
 public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable, Equatable {
-        /// The server cannot be reached or the connection broke (class 08, 57P0x, no SQLSTATE).
+        /// The server cannot be reached, the connection broke, or it cannot do the work now:
+        /// class 08, 57P0x, no SQLSTATE; class 53 (disk full, out of memory, too many
+        /// connections); 25006 (read-only: a demoted primary after a failover).
         case unavailable
         /// 23505: a unique constraint refused the row.
         case uniqueViolation
@@ -12,7 +14,7 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         case constraintViolation
         /// 40001 / 40P01: serialization failure or deadlock; the transaction may be retried.
         case retryable
-        /// 57014: statement_timeout (or a cancel).
+        /// 57014: statement_timeout (or a cancel); 55P03: a lock not available in time.
         case timeout
         /// Class 22: data the server could not accept (bad encoding, out of range, bad syntax of a value).
         case invalidInput
@@ -41,10 +43,10 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         case "23503": return .foreignKeyViolation
         case "23514", "23502": return .constraintViolation
         case "40001", "40P01": return .retryable
-        case "57014": return .timeout
-        case "57P01", "57P02", "57P03", "53300": return .unavailable
+        case "57014", "55P03": return .timeout
+        case "57P01", "57P02", "57P03", "25006": return .unavailable
         default:
-            if state.hasPrefix("08") { return .unavailable }
+            if state.hasPrefix("08") || state.hasPrefix("53") { return .unavailable }
             if state.hasPrefix("22") { return .invalidInput }
             return .other
         }

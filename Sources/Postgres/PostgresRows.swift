@@ -168,10 +168,16 @@ extension Bool: PostgresDecodable {
 }
 
 extension PostgresBytes: PostgresDecodable {
-    /// bytea in hex output format: `\x0a1b…`.
+    /// bytea in either output format: hex (`\x0a1b…`, the default) or escape (`\\` for a
+    /// backslash, `\ooo` in octal, other bytes as they are), which a database or role set
+    /// to `bytea_output = escape` gives (a session setting would not survive PgBouncer).
     public init?(postgresText: ArraySlice<UInt8>) {
         let text = Array(postgresText)
-        guard text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x"), text.count % 2 == 0 else { return nil }
+        guard text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x") else {
+            self.init(escapeFormat: text)
+            return
+        }
+        guard text.count % 2 == 0 else { return nil }
         func nibble(_ byte: UInt8) -> UInt8? {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
@@ -187,6 +193,32 @@ extension PostgresBytes: PostgresDecodable {
             guard let high = nibble(text[index]), let low = nibble(text[index + 1]) else { return nil }
             bytes.append(high << 4 | low)
             index += 2
+        }
+        self.init(bytes)
+    }
+
+    private init?(escapeFormat text: [UInt8]) {
+        func octal(_ byte: UInt8) -> UInt8? {
+            (UInt8(ascii: "0")...UInt8(ascii: "7")).contains(byte) ? byte - UInt8(ascii: "0") : nil
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.count)
+        var index = 0
+        while index < text.count {
+            guard text[index] == UInt8(ascii: "\\") else {
+                bytes.append(text[index])
+                index += 1
+                continue
+            }
+            if index + 1 < text.count, text[index + 1] == UInt8(ascii: "\\") {
+                bytes.append(UInt8(ascii: "\\"))
+                index += 2
+            } else if index + 3 < text.count, let a = octal(text[index + 1]), let b = octal(text[index + 2]), let c = octal(text[index + 3]), a <= 3 {
+                bytes.append(a << 6 | b << 3 | c)
+                index += 4
+            } else {
+                return nil
+            }
         }
         self.init(bytes)
     }

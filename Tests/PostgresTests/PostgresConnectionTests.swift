@@ -143,6 +143,24 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("bytea decodes in the escape output format as in hex, every byte value")
+    func byteaEscapeFormat() throws {
+        try withConnection { db in
+            let every = PostgresBytes((0...255).map { UInt8($0) } + [92, 92, 120, 0])
+            for format in ["hex", "escape"] {
+                try db.query(PostgresQuery(unsafeSQL: "SET bytea_output = \(format)"))
+                let row = try #require(try db.query("SELECT \(every)::bytea AS b, ''::bytea AS empty").first)
+                #expect(try row.decode("b", as: PostgresBytes.self) == every, "\(format)")
+                #expect(try row.decode("empty", as: PostgresBytes.self) == PostgresBytes([]), "\(format)")
+            }
+            try db.query("RESET bytea_output")
+        }
+        #expect(PostgresBytes(postgresText: Array(#"a\\b\101"#.utf8)[...]) == PostgresBytes(Array("a\\bA".utf8)))
+        for broken in [#"\"#, #"\4"#, #"\400"#, #"\8aa"#, #"\x0"#, #"\xzz"#] {
+            #expect(PostgresBytes(postgresText: Array(broken.utf8)[...]) == nil, "\(broken)")
+        }
+    }
+
     @Test("SQLSTATEs map to meanings")
     func sqlStates() throws {
         try withTable("id int PRIMARY KEY, n int CHECK (n > 0)") { db, uniq in
@@ -156,7 +174,16 @@ struct PostgresConnectionTests {
             #expect(kind("SELECT 1/0") == .invalidInput)
             #expect(kind("SELECT \("not a number")::int") == .invalidInput)
             #expect(kind("SELECT * FROM no_such_table") == .other)
+            // A demoted primary after a failover refuses writes: the database is not there
+            // for writing, which is not a bug to answer with 500.
+            try db.query("SET default_transaction_read_only = on")
+            #expect(kind("INSERT INTO \(unsafeSQL: uniq) VALUES (3, 1)") == .unavailable)
+            try db.query("SET default_transaction_read_only = off")
         }
+        #expect(PostgresError.kind(for: "25006") == .unavailable)
+        #expect(PostgresError.kind(for: "53100") == .unavailable)
+        #expect(PostgresError.kind(for: "53200") == .unavailable)
+        #expect(PostgresError.kind(for: "55P03") == .timeout)
         #expect(PostgresError.kind(for: "40001") == .retryable)
         #expect(PostgresError.kind(for: "40P01") == .retryable)
         #expect(PostgresError.kind(for: "57014") == .timeout)
@@ -225,6 +252,37 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("a transaction whose body carried on past a failed statement is reported failed, not committed")
+    func swallowedFailure() throws {
+        try withTable("n int PRIMARY KEY") { db, tx in
+            #expect(throws: PostgresError.self) {
+                try db.transaction { db in
+                    try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (1)")
+                    _ = try? db.query("INSERT INTO \(unsafeSQL: tx) VALUES (1)")  // fails; the body goes on
+                }
+            }
+            #expect(try db.query("SELECT n FROM \(unsafeSQL: tx)").map { try $0.decode("n", as: Int.self) }.isEmpty)
+            // The connection is usable again at once.
+            try db.transaction { db in try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (2)") }
+            #expect(try db.query("SELECT count(*) AS c FROM \(unsafeSQL: tx)").first?.decode("c", as: Int.self) == 1)
+        }
+    }
+
+    @Test("a transaction inside a transaction is refused, and the outer one still commits as a whole")
+    func nested() throws {
+        try withTable("n int") { db, tx in
+            try db.transaction { db in
+                try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (1)")
+                #expect(throws: PostgresError.self) {
+                    try db.transaction { db in try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (2)") }
+                }
+                try db.query("INSERT INTO \(unsafeSQL: tx) VALUES (3)")
+            }
+            let values = try db.query("SELECT n FROM \(unsafeSQL: tx) ORDER BY n").map { try $0.decode("n", as: Int.self) }
+            #expect(values == [1, 3])
+        }
+    }
+
     @Test("COPY inserts many rows in one round trip, escaping tabs, newlines, backslashes and NULL")
     func copy() throws {
         try withTable("id int, note text") { db, bulk in
@@ -282,6 +340,23 @@ struct PostgresConnectionTests {
         } catch {
             #expect(error.sqlState == "22003")
         }
+    }
+
+    @Test("a prepared statement whose table changed type under it is prepared anew, not refused until the worker is replaced")
+    func preparedAfterTypeChange() throws {
+        let direct = try directURL()
+        let db = PostgresConnection(connectionString: direct, usesPreparedStatements: true)
+        let table = "keygate_test_retyped_\(UInt32.random(in: 0...UInt32.max))"
+        try db.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (n int)"))
+        defer { _ = try? db.query(PostgresQuery(unsafeSQL: "DROP TABLE \(table)")) }
+        try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (7)"))
+        let all = PostgresStatement(name: "keygate_test_retyped", unsafeSQL: "SELECT * FROM \(table) WHERE n = $1")
+        #expect(try db.query(all, 7).first?.decode("n", as: Int.self) == 7)
+        // A migration changes the column's type (the server answers 0A000, "cached plan must
+        // not change result type", for the statement as prepared).
+        try db.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ALTER COLUMN n TYPE bigint"))
+        #expect(try db.query(all, 7).first?.decode("n", as: Int.self) == 7)
+        #expect(try db.query(all, 7).first?.decode("n", as: Int.self) == 7)
     }
 
     @Test("a PostgresStatement binds its placeholders per call; it is prepared once per connection only where allowed")

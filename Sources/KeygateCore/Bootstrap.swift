@@ -18,25 +18,22 @@ public enum Bootstrap {
         let migrations = try Migration.load(directory: configuration.migrationsDirectory)
         let applied = try MigrationRunner(connection: connection, migrations: migrations).up().map(\.version)
 
-        var rawKey: String?
-        var keyID: String?
-        // Two bootstraps at once (hosts deployed together) must not both find no admin:
-        // the count and the create hold a session lock (released with the connection too).
-        try connection.query("SELECT pg_advisory_lock(\(Self.adminLockKey))")
-        defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.adminLockKey))") }
-        let existing = try connection.query("SELECT count(*) AS n FROM api_keys WHERE 'admin' = ANY(scopes) AND active AND (expires_at IS NULL OR expires_at > now())")
-        let activeAdmins = try existing.first?.decode("n", as: Int.self) ?? 0
-        if force || activeAdmins == 0 {
+        // Two bootstraps at once (hosts deployed together) must not both find no admin: the
+        // count and the create are one transaction under a transaction lock. (A session
+        // lock is lost without a word if the connection is replaced between the two.)
+        let made = try connection.transaction { db -> (raw: String, id: String)? in
+            try db.query("SELECT pg_advisory_xact_lock(\(Self.adminLockKey))")
+            let existing = try db.query("SELECT count(*) AS n FROM api_keys WHERE 'admin' = ANY(scopes) AND active AND (expires_at IS NULL OR expires_at > now())")
+            let activeAdmins = try existing.first?.decode("n", as: Int.self) ?? 0
+            guard force || activeAdmins == 0 else { return nil }
             let hasher = try KeyHasher(pepper: try KeyHasher.pepper(fromFile: configuration.pepperFile))
             let key = try APIKey.generate(prefix: configuration.keyPrefix, environment: .live)
-            let record = try KeyStore(connection: connection).create(
-                NewKey(hash: hasher.hash(key), keyPrefix: key.displayPrefix, name: "bootstrap admin", environment: "live",
-                       userID: nil, scopes: ["admin"]),
-                by: .operatorOnHost)
-            rawKey = key.rawValue
-            keyID = record.id
+            let record = try KeyStore.create(NewKey(hash: hasher.hash(key), keyPrefix: key.displayPrefix, name: "bootstrap admin",
+                                                    environment: "live", userID: nil, scopes: ["admin"]),
+                                             by: .operatorOnHost, within: db)
+            return (key.rawValue, record.id)
         }
-        return Outcome(appliedMigrations: applied, adminKey: rawKey, adminKeyID: keyID,
+        return Outcome(appliedMigrations: applied, adminKey: made?.raw, adminKeyID: made?.id,
                        seededSymbols: try seedSymbols(directory: configuration.migrationsDirectory + "/seeds", on: connection))
     }
 

@@ -108,12 +108,16 @@ public final class KeyStore {
     // MARK: Changes
 
     public func create(_ key: NewKey, by actor: Actor) throws(StoreError) -> KeyRecord {
-        try transaction { db throws(StoreError) in
-            let record = try insert(key, on: db)
-            try Audit.append(action: "key.created", targetType: "api_key", targetID: record.id, by: actor,
-                             details: ["name": record.name, "scopes": record.scopes.joined(separator: " ")], on: db)
-            return record
-        }
+        try transaction { db throws(StoreError) in try Self.create(key, by: actor, within: db) }
+    }
+
+    /// Creates a key with its audit row inside a transaction the caller holds on `db`
+    /// (bootstrap: under the lock it counts the admin keys with).
+    public static func create(_ key: NewKey, by actor: Actor, within db: PostgresConnection) throws(StoreError) -> KeyRecord {
+        let record = try insert(key, on: db)
+        try Audit.append(action: "key.created", targetType: "api_key", targetID: record.id, by: actor,
+                         details: ["name": record.name, "scopes": record.scopes.joined(separator: " ")], on: db)
+        return record
     }
 
     /// Applies `changes`; `active` false/true revokes/restores. Nil when no such key.
@@ -199,7 +203,7 @@ public final class KeyStore {
             // to its own now(), which may be later than this transaction's.)
             guard usable else { throw .conflict("Only an active key can be rotated.") }
             guard permits(old) else { throw .forbidden(Self.notPermitted) }
-            let new = try insert(NewKey(hash: newHash, keyPrefix: newPrefix, name: old.name, environment: old.environment,
+            let new = try Self.insert(NewKey(hash: newHash, keyPrefix: newPrefix, name: old.name, environment: old.environment,
                                         userID: old.userID, scopes: old.scopes, allowedPaths: old.allowedPaths,
                                         allowedIPs: old.allowedIPs, limits: old.limits, expiresAt: old.expiresAt,
                                         rotatedFrom: old.id), on: db)
@@ -227,7 +231,7 @@ public final class KeyStore {
         try Self.records(storage { try db.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE id = \(id)::uuid FOR UPDATE") }).first
     }
 
-    private func insert(_ key: NewKey, on db: PostgresConnection) throws(StoreError) -> KeyRecord {
+    private static func insert(_ key: NewKey, on db: PostgresConnection) throws(StoreError) -> KeyRecord {
         let rows = try storage {
             try db.query("""
                 INSERT INTO api_keys (key_hash, key_prefix, name, environment, user_id, scopes, allowed_paths, allowed_ips,
@@ -240,7 +244,7 @@ public final class KeyStore {
                 RETURNING \(unsafeSQL: Self.columns)
                 """)
         }
-        guard let record = try Self.records(rows).first else {
+        guard let record = try records(rows).first else {
             throw .database(PostgresError(kind: .other, sqlState: nil, message: "INSERT returned no row"))
         }
         return record

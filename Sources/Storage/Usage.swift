@@ -102,33 +102,35 @@ public enum UsageQueries {
         return try storage { (try rows.first?.decode("today", as: Int.self) ?? 0, try rows.first?.decode("month", as: Int.self) ?? 0) }
     }
 
+    /// One snapshot for all four reads: a usage batch committing between them would make
+    /// the total disagree with its breakdowns.
     public static func totals(keyID: String, from: Int64, to: Int64, on db: PostgresConnection) throws(StoreError) -> UsageTotals {
-        let summary = try storage {
-            try db.query("""
-                SELECT count(*)::bigint AS total,
-                       percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_us) AS p50,
-                       percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_us) AS p95,
-                       percentile_cont(0.99) WITHIN GROUP (ORDER BY response_time_us) AS p99
-                FROM api_key_usage
-                WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
-                """)
+        let (summary, classes, routes, today, month) = try storage {
+            try db.transaction { db in
+                try db.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                let summary = try db.query("""
+                    SELECT count(*)::bigint AS total,
+                           percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_us) AS p50,
+                           percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_us) AS p95,
+                           percentile_cont(0.99) WITHIN GROUP (ORDER BY response_time_us) AS p99
+                    FROM api_key_usage
+                    WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
+                    """)
+                let classes = try db.query("""
+                    SELECT (status_code / 100)::text || 'xx' AS class, count(*)::bigint AS n FROM api_key_usage
+                    WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
+                      AND status_code IS NOT NULL
+                    GROUP BY 1
+                    """)
+                let routes = try db.query("""
+                    SELECT coalesce(route, 'unknown') AS route, count(*)::bigint AS n FROM api_key_usage
+                    WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
+                    GROUP BY 1
+                    """)
+                let (today, month) = try quotaUsage(keyID: keyID, now: Clock.wallMicroseconds(), on: db)
+                return (summary, classes, routes, today, month)
+            }
         }
-        let classes = try storage {
-            try db.query("""
-                SELECT (status_code / 100)::text || 'xx' AS class, count(*)::bigint AS n FROM api_key_usage
-                WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
-                  AND status_code IS NOT NULL
-                GROUP BY 1
-                """)
-        }
-        let routes = try storage {
-            try db.query("""
-                SELECT coalesce(route, 'unknown') AS route, count(*)::bigint AS n FROM api_key_usage
-                WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
-                GROUP BY 1
-                """)
-        }
-        let (today, month) = try quotaUsage(keyID: keyID, now: Clock.wallMicroseconds(), on: db)
         return try storage {
             let row = summary.first
             var byClass: [String: Int] = [:]

@@ -32,10 +32,28 @@ public struct HostState: @unchecked Sendable {
         }
         let rateRegion = try SharedRegion.create(path: configuration.rateTablePath,
                                                  size: RateTable.byteCount(entries: configuration.rateLimitEntries), mode: 0o600)
-        let usageRegion = try SharedRegion.create(path: configuration.usageRingPath,
-                                                  size: UsageRing.byteCount(records: configuration.usageRingEntries), mode: 0o600)
-        return HostState(keyCache: cache, rates: RateTable.create(in: rateRegion, entries: configuration.rateLimitEntries),
-                         usage: UsageRing.create(in: usageRegion, records: configuration.usageRingEntries, id: try SecureRandom.bytes(16)))
+        let usage: UsageRing
+        if let kept = keptUsageRing(configuration) {
+            usage = kept
+        } else {
+            let usageRegion = try SharedRegion.create(path: configuration.usageRingPath,
+                                                      size: UsageRing.byteCount(records: configuration.usageRingEntries), mode: 0o600)
+            usage = UsageRing.create(in: usageRegion, records: configuration.usageRingEntries, id: try SecureRandom.bytes(16))
+        }
+        return HostState(keyCache: cache, rates: RateTable.create(in: rateRegion, entries: configuration.rateLimitEntries), usage: usage)
+    }
+
+    /// The last run's usage ring when it still holds records not stored (a stop while the
+    /// database was away leaves it behind) and has the configured capacity: its housekeeper
+    /// goes on where the last one stopped, under the ring's own id, so the database's
+    /// record of how far it is stored keeps anything from being stored twice. Nil: a fresh ring.
+    static func keptUsageRing(_ configuration: Configuration) -> UsageRing? {
+        guard Files.exists(configuration.usageRingPath),
+              let region = try? SharedRegion.openReadWrite(path: configuration.usageRingPath),
+              let ring = try? UsageRing.attach(region),
+              ring.capacity == UsageRing.capacity(for: configuration.usageRingEntries),
+              ring.statistics.pending > 0 else { return nil }
+        return ring
     }
 
     /// The running pool's segments, read-only (status and metrics from outside the pool).

@@ -169,8 +169,8 @@ final class Housekeeper {
     /// database may be briefly away; a cell a killed worker claimed is skipped after the
     /// ring's stall timeout), then says what it could not store. On a reload the new
     /// workers keep appending and the next housekeeper stores the rest, so it does not
-    /// chase them; on a full stop the workers are gone already and the ring goes with the
-    /// master.
+    /// chase them; on a full stop the workers are gone already, and the master keeps a
+    /// ring that still holds records for the next start.
     func finalDrain() {
         let deadline = Clock.monotonicMicroseconds() + 5_000_000
         let target = reader.position + host.usage.statistics.pending
@@ -180,7 +180,7 @@ final class Housekeeper {
         }
         let left = target - reader.position
         if left > 0 {
-            logger.error("usage records not stored before this housekeeper stopped (a reload's next housekeeper stores them; a full stop loses them)",
+            logger.error("usage records not stored before this housekeeper stopped (the next housekeeper stores them: after a reload, or at the next start)",
                          [("records", String(left))])
         }
     }

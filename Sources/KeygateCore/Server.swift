@@ -67,10 +67,23 @@ public enum Server {
             let scoreboard = Scoreboard.create(in: region, slotCapacity: slotCapacity, routeCapacity: routeCapacity)
             // Sized once at start: a reload keeps the segments (and what they hold).
             let host = try HostState.create(configuration)
+            let carried = host.usage.statistics.pending
+            if carried > 0 {
+                logger.warning("usage records the last run could not store are kept; this run stores them",
+                               [("records", String(carried)), ("usage_ring", configuration.usageRingPath)])
+            }
             try Files.write("\(ProcessControl.currentPID)\n", to: configuration.pidFilePath)
             defer {
                 Files.remove(configuration.pidFilePath)
-                for path in [configuration.keyCachePath, configuration.rateTablePath, configuration.usageRingPath] { Files.remove(path) }
+                for path in [configuration.keyCachePath, configuration.rateTablePath] { Files.remove(path) }
+                // Records not stored yet stay for the next start (the database may have been away).
+                let left = host.usage.statistics.pending
+                if left == 0 {
+                    Files.remove(configuration.usageRingPath)
+                } else {
+                    logger.warning("usage records not stored are kept for the next start",
+                                   [("records", String(left)), ("usage_ring", configuration.usageRingPath)])
+                }
                 if case .unix(let path) = configuration.listen { Files.remove(path) }
                 close(listenFD)
             }

@@ -75,7 +75,7 @@ public struct UsageRing: @unchecked Sendable {
     static let cellsOffset = (MemoryLayout<Header>.stride + 63) & ~63
 
     /// Capacity rounds up to a power of two.
-    static func capacity(for records: Int) -> Int {
+    public static func capacity(for records: Int) -> Int {
         var capacity = 2
         while capacity < records { capacity <<= 1 }
         return capacity

@@ -374,6 +374,32 @@ def test_post_keys_verify(api):
     assert (rows(verifier_key["id"]), rows(target["id"])) == ("8", "4")
 
 
+def test_usage_not_stored_before_a_stop_is_stored_after_the_next_start(stack, api, aux_pool):
+    # The database is away for the housekeeper when the pool stops: its final drain gives
+    # up, and the records stay in the ring file for the next start (they used to be
+    # deleted with it, missing from usage and from the quota counts).
+    away = aux_pool(workers=1, shutdown_timeout=2,
+                    database_direct_url="host=127.0.0.1 port=1 dbname=none connect_timeout=1")
+    key = api.create_key(scopes=["self"])
+    assert [own_key(api, key["key"], stack.aux_base).status_code for _ in range(4)] == [200] * 4
+    wait_for(lambda: away.status()["usage_ring"]["pending"] == 4, message="four records waiting")
+    ring = away.status()["usage_ring"]["id"]
+    away.stop()
+    assert away.process.returncode == 0
+    assert "usage records not stored are kept for the next start" in away.log_text()
+    assert psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{key['id']}'").stdout.strip() == "0"
+
+    back = aux_pool(workers=1)
+    assert "usage records the last run could not store are kept" in back.log_text()
+    assert back.status()["usage_ring"]["id"] == ring
+    wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{key['id']}'").stdout.strip() == "4",
+             timeout=10, message="the kept records stored")
+    wait_for(lambda: back.status()["usage_ring"]["pending"] == 0, message="the ring empty")
+    # Stopped with nothing left, the ring goes; the next start makes a new one.
+    back.stop()
+    assert not os.path.exists(os.path.join(back.dir, "keygate.usage"))
+
+
 def test_a_batch_the_database_already_has_is_not_stored_again(stack, api, aux_pool):
     # A housekeeper killed between a batch's COMMIT and freeing its cells: its successor
     # must not store that batch twice. Each batch's transaction records how far the ring

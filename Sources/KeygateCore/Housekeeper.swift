@@ -194,7 +194,7 @@ final class Housekeeper {
         // a COMMIT may have gone through unanswered, or another transaction (a killed
         // predecessor's, still committing) may have stored part of this batch (`.conflict`).
         mustReconcile = true
-        if case .database(let failure) = error, failure.kind == .unavailable {
+        if case .database(let failure) = error, failure.isUnreachable {
             databaseReachable(false, now: now, error: error)
         } else if !reportedStoreFailure {
             reportedStoreFailure = true // once per spell, not every 250 ms

@@ -56,7 +56,7 @@ final class KeyDirectory {
         do {
             record = try keys.find(hash: hash)
         } catch {
-            if case .database(let failure) = error, failure.kind == .unavailable { cache?.setDatabaseReachable(false, now: now) }
+            if case .database(let failure) = error, failure.isUnreachable { cache?.setDatabaseReachable(false, now: now) }
             throw error
         }
         if let cache {

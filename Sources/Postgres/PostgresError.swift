@@ -52,6 +52,16 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         }
     }
 
+    /// Whether the server could not be reached at all: no connection, a broken one, a
+    /// shutdown, no connection slot left. A reachable server refusing this work (read-only,
+    /// disk full, out of memory) is `.unavailable` too, yet it still answers reads, so only
+    /// an unreachable one is an outage for the key cache and the host's health flag.
+    public var isUnreachable: Bool {
+        guard kind == .unavailable else { return false }
+        guard let state = sqlState else { return true }
+        return state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300"
+    }
+
     public var description: String {
         "PostgreSQL \(sqlState ?? "-----") (\(kind)): \(message)"
     }

@@ -443,6 +443,34 @@ def test_a_usage_batch_that_times_out_does_not_mark_the_database_down(stack, api
              timeout=5, message="the batch stored after the lock")
 
 
+def test_a_read_only_database_is_not_an_outage(stack, api, aux_pool):
+    # A demoted primary (or a full disk) refuses the housekeeper's batches, yet still
+    # answers reads: the host must not be marked down (that would send keys with quotas to
+    # 503 and flap with every health check), and the batch waits in the ring until the
+    # database takes writes again.
+    role = f"keygate_ro_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE ROLE {role} LOGIN IN ROLE keygate; ALTER ROLE {role} SET default_transaction_read_only = on")
+    try:
+        direct = stack.settings()["database_direct_url"].replace("user=keygate", f"user={role}")
+        assert role in direct
+        pool = aux_pool(workers=1, database_direct_url=direct)
+        created = api.create_key(scopes=["self"])
+        assert own_key(api, created["key"], stack.aux_base).status_code == 200
+        wait_for(lambda: "usage batch not stored; retrying" in pool.log_text(), timeout=5, message="the batch refused")
+        time.sleep(1.5)  # the housekeeper's health check runs every second
+        assert pool.status()["key_cache"].get("database_down_since") is None
+        assert "database unreachable" not in pool.log_text()
+        assert psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{created['id']}'").stdout.strip() == "0"
+        # Writable again (the housekeeper reconnects as a role without the setting): stored.
+        psql(f"ALTER ROLE {role} RESET default_transaction_read_only; "
+             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{created['id']}'").stdout.strip() == "1",
+                 timeout=10, message="the batch stored once writable")
+        pool.stop()
+    finally:
+        psql(f"DROP ROLE {role}", check=False)
+
+
 def test_a_stop_while_a_batch_cannot_be_stored_keeps_trying_then_stores_it(stack, api, aux_pool):
     # The housekeeper is asked to stop while the database turns its batch away (a row lock
     # past the statement timeout). Its final drain must keep trying for its 5 s, and store

@@ -23,13 +23,21 @@ public enum FastCGIError: Error, CustomStringConvertible {
     }
 
     /// A failure that says nothing about the listener: a signal, a connection aborted before
-    /// it was accepted, one libfcgi dropped. Anything else (EMFILE, EBADF…) is worth a log line.
+    /// it was accepted, one libfcgi dropped.
     public var isRoutine: Bool {
         switch self {
         case .connectionDropped: return true
         case .acceptFailed(let code): return [EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED, EPROTO].contains(code)
         case .initializationFailed: return false
         }
+    }
+
+    /// A listener that will never accept again (closed, not a socket, not listening).
+    /// Running out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) is not: it
+    /// passes once other work ends.
+    public var isListenerGone: Bool {
+        if case .acceptFailed(let code) = self { return [EBADF, ENOTSOCK, EINVAL, EOPNOTSUPP].contains(code) }
+        return false
     }
 }
 
@@ -43,25 +51,18 @@ public final class FastCGIResponder {
     private let makeRequestID: () -> String
     /// Whether the current request's params and whole body were read (see `finish`).
     private var inputRead = false
-    /// The shared listening socket: this responder accepts on it itself (see `accept`).
+    /// The shared listening socket: this responder accepts on it itself (see `acceptConnection`).
     private let listenFD: Int32
-    /// How long a new connection may take to deliver its begin record and params.
-    private let acceptTimeoutSeconds: Double?
 
-    /// `acceptTimeoutSeconds`: how long a connection may take to deliver its begin record
-    /// and params (nil or 0: for ever). libfcgi reads them inside `FCGX_Accept_r`, before
-    /// this worker counts as busy and the pool's request timeout runs, so without a bound
-    /// a peer that stops mid-record would hold the worker indefinitely.
-    public init(listenFD: Int32, acceptTimeoutSeconds: Double? = nil, makeRequestID: @escaping () -> String) throws(FastCGIError) {
+    public init(listenFD: Int32, makeRequestID: @escaping () -> String) throws(FastCGIError) {
         guard FCGX_Init() == 0 else { throw FastCGIError.initializationFailed }
         request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
         self.makeRequestID = makeRequestID
         self.listenFD = listenFD
-        self.acceptTimeoutSeconds = acceptTimeoutSeconds.flatMap { $0 > 0 ? $0 : nil }
-        // No listening socket for libfcgi: `accept` hands it each connection. When libfcgi
-        // drops one (a broken record, a peer gone or too slow), its own accept on -1 fails
-        // at once and `FCGX_Accept_r` returns, instead of accepting the next connection
-        // without the bound. FAIL_ACCEPT_ON_INTR: never retry inside libfcgi.
+        // No listening socket for libfcgi: `acceptConnection` hands it each connection. When
+        // libfcgi drops one (a broken record, a peer gone), its own accept on -1 fails at
+        // once and `FCGX_Accept_r` returns instead of accepting the next connection itself.
+        // FAIL_ACCEPT_ON_INTR: never retry inside libfcgi.
         guard FCGX_InitRequest(request, -1, Int32(FCGI_FAIL_ACCEPT_ON_INTR)) == 0 else {
             request.deallocate()
             throw FastCGIError.initializationFailed
@@ -73,29 +74,28 @@ public final class FastCGIResponder {
         request.deallocate()
     }
 
-    /// Blocks until the next request arrives. Throws when the listener is gone or a stop
-    /// signal interrupted the wait (a stop handler puts /dev/null in the listener's place),
-    /// and `.connectionDropped` when a connection broke off before its request was whole.
-    public func accept() throws(FastCGIError) {
+    /// Blocks until the next connection arrives. Throws when the listener is gone or a stop
+    /// signal interrupted the wait (a stop handler puts /dev/null in the listener's place).
+    ///
+    /// The worker accepts itself, rather than inside `FCGX_Accept_r`, so that it counts as
+    /// busy from here: libfcgi then reads the begin record and the params, and a peer that
+    /// stalls or trickles them is bounded by the pool's request timeout like any request.
+    public func acceptConnection() throws(FastCGIError) {
         inputRead = false
-        if request.pointee.ipcFd < 0 {
-            let fd = Glibc.accept(listenFD, nil, nil)
-            guard fd >= 0 else { throw FastCGIError.acceptFailed(errno: Glibc.errno) }
-            if let acceptTimeoutSeconds {
-                do { try Listener.setReceiveTimeout(fd, seconds: acceptTimeoutSeconds) } catch {
-                    close(fd)
-                    throw FastCGIError.acceptFailed(errno: error.errno)
-                }
-            }
-            request.pointee.ipcFd = fd
-            // FCGX_Accept_r first finishes "the current request": it must not close this one.
-            request.pointee.keepConnection = 1
-        }
+        let fd = Glibc.accept(listenFD, nil, nil)
+        guard fd >= 0 else { throw FastCGIError.acceptFailed(errno: Glibc.errno) }
+        request.pointee.ipcFd = fd
+        // FCGX_Accept_r first finishes "the current request": it must not close this one.
+        request.pointee.keepConnection = 1
+    }
+
+    /// Reads the accepted connection's begin record and params; `.connectionDropped` when
+    /// libfcgi closed it first (a broken record, a peer gone).
+    public func readHead() throws(FastCGIError) {
+        // A connection libfcgi drops is closed at once, without lingering for a peer that
+        // sent something it could not use.
+        request.pointee.detached = 1
         guard FCGX_Accept_r(request) >= 0 else { throw FastCGIError.connectionDropped }
-        // From here the request counts as busy and the pool's timeout covers it. A socket
-        // with a receive timeout is never restarted after a signal (signal(7)): a stop
-        // signal would break the body read of a request that should finish.
-        if acceptTimeoutSeconds != nil { try? Listener.setReceiveTimeout(request.pointee.ipcFd, seconds: 0) }
     }
 
     /// Decodes the accepted request's params and body.
@@ -138,6 +138,9 @@ public final class FastCGIResponder {
     /// (`FCGX_Detach` makes libfcgi skip the linger). Otherwise, e.g. after a 413 that
     /// left the body unread, libfcgi lingers as usual.
     public func finish() {
+        // Never kept open for a next request, even when the peer asked (FCGI_KEEP_CONN):
+        // the next one starts with `acceptConnection`, where the request timeout covers it.
+        request.pointee.keepConnection = 0
         if inputRead && FCGX_GetChar(request.pointee.in) == -1 {
             _ = FCGX_Detach(request)
         } else {

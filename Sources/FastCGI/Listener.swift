@@ -98,14 +98,6 @@ public enum Listener {
         return fd
     }
 
-    /// Bounds each wait for data on the socket `fd` (SO_RCVTIMEO; 0: no bound): a read
-    /// then fails with EAGAIN instead of blocking for ever.
-    public static func setReceiveTimeout(_ fd: Int32, seconds: Double) throws(POSIXError) {
-        let whole = Int(seconds.rounded(.down))
-        var value = timeval(tv_sec: whole, tv_usec: Int(((seconds - Double(whole)) * 1_000_000).rounded()))
-        _ = try syscall("setsockopt(SO_RCVTIMEO)") { setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size)) }
-    }
-
     /// Whether a process accepts connections on the unix socket at `path`.
     public static func isAnswering(_ path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

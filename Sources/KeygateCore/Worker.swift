@@ -23,8 +23,7 @@ enum Worker {
         guard prepareChild(listenFD: listenFD, configuration: configuration, logger: logger) else { return 1 }
         let responder: FastCGIResponder
         do {
-            responder = try FastCGIResponder(listenFD: listenFD, acceptTimeoutSeconds: configuration.requestTimeoutSeconds,
-                                             makeRequestID: makeRequestID)
+            responder = try FastCGIResponder(listenFD: listenFD, makeRequestID: makeRequestID)
         } catch {
             logger.error("cannot start FastCGI", [("error", String(describing: error))])
             return 1
@@ -58,25 +57,35 @@ enum Worker {
         let pid = ProcessControl.currentPID
         while !Signals.isStopRequested {
             do {
-                try responder.accept()
+                try responder.acceptConnection()
                 failedAccepts = 0
             } catch {
                 if Signals.isStopRequested { break }
                 if error.isRoutine { continue }
-                // EMFILE and the like pass; a listener that is gone (EBADF, ENOTSOCK) does
-                // not: after a run of failures the worker exits and the master's back-off
-                // takes over, instead of a worker spinning here for ever.
                 failedAccepts += 1
-                logger.warning("accept failed; retrying", [("error", error.description), ("in_a_row", String(failedAccepts))])
-                if failedAccepts >= Self.acceptFailureLimit {
+                if failedAccepts == 1 || failedAccepts % 100 == 0 {
+                    logger.warning("accept failed; retrying", [("error", error.description), ("in_a_row", String(failedAccepts))])
+                }
+                // A listener that is gone never comes back: after a run of failures the worker
+                // exits and the master's back-off takes over, instead of spinning here for
+                // ever. Out of descriptors or memory passes: the worker waits it out (exiting
+                // would count as a crash, and every worker at once would stop the pool).
+                if error.isListenerGone && failedAccepts >= Self.acceptFailureLimit {
                     logger.error("accept keeps failing; the worker exits", [("error", error.description)])
                     return 1
                 }
                 Clock.pause(microseconds: 10_000)
                 continue
             }
+            // Busy from the connection on: the pool's request timeout covers reading the params too.
             let started = Clock.monotonicMicroseconds()
             board.beginRequest(pool.slot, monotonic: started, wall: Clock.wallMicroseconds())
+            do {
+                try responder.readHead()
+            } catch {
+                board.abandonRequest(pool.slot)
+                continue
+            }
             let response: Response
             let routeIndex: Int?
             let requestID: String

@@ -166,6 +166,12 @@ public struct Scoreboard: @unchecked Sendable {
         slots[index].state.store(SlotState.busy.rawValue, ordering: .relaxed)
     }
 
+    /// A worker's connection broke off before it made a request (nothing to count).
+    public func abandonRequest(_ index: Int) {
+        slots[index].requestStartMonotonic.store(0, ordering: .relaxed)
+        slots[index].state.store(SlotState.idle.rawValue, ordering: .relaxed)
+    }
+
     /// A worker finished a request with `status` on route `routeIndex` (nil: no route matched).
     public func endRequest(_ index: Int, routeIndex: Int?, status: Int) {
         slots[index].requests.wrappingAdd(1, ordering: .relaxed)

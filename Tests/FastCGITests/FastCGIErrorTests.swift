@@ -15,6 +15,14 @@ struct FastCGIErrorTests {
         #expect(!FastCGIError.initializationFailed.isRoutine)
     }
 
+    @Test("only a listener that is gone ends a worker; running out of descriptors or memory passes",
+          arguments: [(EBADF, true), (ENOTSOCK, true), (EINVAL, true), (EOPNOTSUPP, true),
+                      (EMFILE, false), (ENFILE, false), (ENOBUFS, false), (ENOMEM, false), (EINTR, false)])
+    func listenerGone(code: Int32, gone: Bool) {
+        #expect(FastCGIError.acceptFailed(errno: code).isListenerGone == gone)
+        #expect(!FastCGIError.connectionDropped.isListenerGone)
+    }
+
     @Test("the description names the call and the errno")
     func description() {
         let text = FastCGIError.acceptFailed(errno: EBADF).description

@@ -47,17 +47,26 @@ def request(socket_path, params, body=b"", close_stdin=True, timeout=10):
         s.close()
 
 
-def open_request(socket_path, params, timeout=10):
-    """Connects and sends the begin-request record and the params; the body is the caller's."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(socket_path)
-    data = _record(BEGIN_REQUEST, struct.pack(">HB5x", 1, 0))
+def head(params, keep_conn=False):
+    """The begin-request record (FCGI_KEEP_CONN when `keep_conn`) and the params records."""
+    data = _record(BEGIN_REQUEST, struct.pack(">HB5x", 1, 1 if keep_conn else 0))
     encoded = encode_params(params)
     if encoded:
         data += _record(PARAMS, encoded)
-    data += _record(PARAMS, b"")
-    s.sendall(data)
+    return data + _record(PARAMS, b"")
+
+
+def connect(socket_path, timeout=10):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(socket_path)
+    return s
+
+
+def open_request(socket_path, params, timeout=10, keep_conn=False):
+    """Connects and sends the begin-request record and the params; the body is the caller's."""
+    s = connect(socket_path, timeout)
+    s.sendall(head(params, keep_conn))
     return s
 
 

@@ -1,5 +1,6 @@
 """The pre-forked pool under stress: crashes, stops, reloads, recycling, timeouts."""
 import os
+import resource
 import signal
 import socket
 import threading
@@ -235,8 +236,8 @@ def test_worker_stuck_past_request_timeout_is_killed_and_replaced(stack, aux_poo
 
 
 def test_a_peer_that_stops_mid_record_frees_its_worker_after_request_timeout(stack, aux_pool):
-    # libfcgi reads the begin record and the params before the worker counts as busy, so
-    # the pool's timeout does not cover that read: the listener's receive timeout does.
+    # libfcgi reads the begin record and the params inside FCGX_Accept_r: the worker counts
+    # as busy from the connection on, so the pool's request timeout covers that read too.
     pool = aux_pool(workers=2, request_timeout=1)
     stalled = []
     for _ in range(2):
@@ -255,7 +256,8 @@ def test_a_peer_that_stops_mid_record_frees_its_worker_after_request_timeout(sta
     finally:
         for s in stalled:
             s.close()
-    # A worker that waited out the timeout serves a body that arrives in parts later on.
+    assert pool.status()["restarts"]["timeout"] == 2
+    # A body that arrives in parts, slower than nothing at all, is still served.
     s = fcgi.open_request(stack.aux_socket, fcgi.base_params("POST", "/healthz", CONTENT_LENGTH="4"))
     try:
         fcgi.send_stdin(s, b"ab")
@@ -266,6 +268,88 @@ def test_a_peer_that_stops_mid_record_frees_its_worker_after_request_timeout(sta
     finally:
         s.close()
     assert pool.status()["restarts"]["crash"] == 0
+
+
+def test_a_peer_that_trickles_its_params_is_cut_off_at_request_timeout(stack, aux_pool):
+    # A bound on each read would let a peer that sends a byte now and then hold a worker
+    # for ever; the request timeout bounds the whole request, its params included.
+    pool = aux_pool(workers=1, request_timeout=1)
+    data = fcgi.head(fcgi.base_params())
+    trickler = fcgi.connect(stack.aux_socket)
+    stop = threading.Event()
+
+    def trickle():
+        try:
+            for i in range(len(data) - 1):  # never the last byte
+                if stop.wait(0.25):
+                    return
+                trickler.sendall(data[i:i + 1])
+        except OSError:
+            return  # cut off
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)  # the only worker has the trickling connection
+        started = time.monotonic()
+        status, _, body = fcgi.request(stack.aux_socket, fcgi.base_params(), timeout=10)
+        assert status == 200, body
+        assert time.monotonic() - started < 3, "the trickling peer held the only worker"
+        assert pool.status()["restarts"]["timeout"] == 1
+    finally:
+        stop.set()
+        thread.join()
+        trickler.close()
+
+
+def test_a_peer_asking_to_keep_its_connection_does_not_hold_the_worker(stack, aux_pool):
+    # FCGI_KEEP_CONN would leave the connection open after the response, and the worker
+    # waiting on it for a next request outside any timeout: it is closed regardless.
+    pool = aux_pool(workers=1)
+    kept = fcgi.open_request(stack.aux_socket, fcgi.base_params(), keep_conn=True)
+    try:
+        fcgi.send_stdin(kept, b"", last=True)
+        status, _, _ = fcgi.read_response(kept)
+        assert status == 200
+        kept.settimeout(3)
+        assert kept.recv(1) == b"", "the worker closes the connection after the response"
+        started = time.monotonic()
+        status, _, _ = fcgi.request(stack.aux_socket, fcgi.base_params(), timeout=5)
+        assert status == 200 and time.monotonic() - started < 2
+    finally:
+        kept.close()
+    assert pool.status()["restarts"]["timeout"] == 0
+
+
+def test_a_worker_out_of_file_descriptors_waits_it_out(stack, aux_pool):
+    # Running out of descriptors passes when other work ends: a worker must not exit over
+    # it (each exit counts as a crash, and every worker at once would stop the pool).
+    pool = aux_pool(workers=1)
+    pid = pool.worker_pids()[0]
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    taken = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    lowest_free = next(fd for fd in range(len(taken) + 1) if fd not in taken)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, hard))  # accept(2) now fails: EMFILE
+    answer = {}
+    client = threading.Thread(target=lambda: answer.update(r=fcgi.request(stack.aux_socket, fcgi.base_params(), timeout=15)))
+    try:
+        # The accept the worker is blocked in took its descriptor before the limit: that
+        # connection still goes through, the next accepts fail.
+        assert fcgi.request(stack.aux_socket, fcgi.base_params())[0] == 200
+        deadline = time.monotonic() + 3
+        while "Too many open files" not in pool.log_text():
+            assert time.monotonic() < deadline, "accept never failed"
+            time.sleep(0.02)
+        client.start()
+        time.sleep(2)  # a hundred failed accepts and more
+        assert "r" not in answer, "nothing can be accepted meanwhile"
+        assert pool.worker_pids() == [pid]
+        assert pool.status()["restarts"]["crash"] == 0
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    client.join(15)
+    assert answer["r"][0] == 200, "the waiting request is served once descriptors are back"
+    assert pool.log_text().count("accept failed; retrying") <= 3, "logged once per hundred failures, not every 10 ms"
 
 
 def test_crash_loop_stops_the_pool_with_a_clear_log_line(stack, aux_pool):

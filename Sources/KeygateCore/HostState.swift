@@ -21,7 +21,7 @@ public struct HostState: @unchecked Sendable {
     }
 
     /// Fresh segments in the runtime directory (the master, at start).
-    public static func create(_ configuration: Configuration) throws -> HostState {
+    public static func create(_ configuration: Configuration, logger: Logger) throws -> HostState {
         var cache: KeyCache?
         if configuration.keyCacheEntries > 0 {
             let region = try SharedRegion.create(path: configuration.keyCachePath,
@@ -33,7 +33,7 @@ public struct HostState: @unchecked Sendable {
         let rateRegion = try SharedRegion.create(path: configuration.rateTablePath,
                                                  size: RateTable.byteCount(entries: configuration.rateLimitEntries), mode: 0o600)
         let usage: UsageRing
-        if let kept = keptUsageRing(configuration) {
+        if let kept = keptUsageRing(configuration, logger: logger) {
             usage = kept
         } else {
             let usageRegion = try SharedRegion.create(path: configuration.usageRingPath,
@@ -47,12 +47,27 @@ public struct HostState: @unchecked Sendable {
     /// database was away leaves it behind) and has the configured capacity: its housekeeper
     /// goes on where the last one stopped, under the ring's own id, so the database's
     /// record of how far it is stored keeps anything from being stored twice. Nil: a fresh ring.
-    static func keptUsageRing(_ configuration: Configuration) -> UsageRing? {
-        guard Files.exists(configuration.usageRingPath),
-              let region = try? SharedRegion.openReadWrite(path: configuration.usageRingPath),
-              let ring = try? UsageRing.attach(region),
-              ring.capacity == UsageRing.capacity(for: configuration.usageRingEntries),
-              ring.statistics.pending > 0 else { return nil }
+    static func keptUsageRing(_ configuration: Configuration, logger: Logger) -> UsageRing? {
+        let path = configuration.usageRingPath
+        guard Files.exists(path) else { return nil }
+        let ring: UsageRing
+        do {
+            // Its records go to the database as they are: only a file nobody else could write.
+            ring = try UsageRing.attach(SharedRegion.openPrivate(path: path))
+        } catch {
+            logger.warning("the last run's usage ring is not usable; a fresh one replaces it",
+                           [("usage_ring", path), ("error", String(describing: error))])
+            return nil
+        }
+        let pending = ring.statistics.pending
+        guard pending > 0 else { return nil }
+        guard ring.capacity == UsageRing.capacity(for: configuration.usageRingEntries) else {
+            logger.warning("usage records the last run could not store are dropped: usage_ring_entries changed",
+                           [("records", String(pending)), ("usage_ring", path)])
+            return nil
+        }
+        logger.warning("usage records the last run could not store are kept; this run stores them",
+                       [("records", String(pending)), ("usage_ring", path)])
         return ring
     }
 

@@ -66,12 +66,7 @@ public enum Server {
             )
             let scoreboard = Scoreboard.create(in: region, slotCapacity: slotCapacity, routeCapacity: routeCapacity)
             // Sized once at start: a reload keeps the segments (and what they hold).
-            let host = try HostState.create(configuration)
-            let carried = host.usage.statistics.pending
-            if carried > 0 {
-                logger.warning("usage records the last run could not store are kept; this run stores them",
-                               [("records", String(carried)), ("usage_ring", configuration.usageRingPath)])
-            }
+            let host = try HostState.create(configuration, logger: logger)
             try Files.write("\(ProcessControl.currentPID)\n", to: configuration.pidFilePath)
             defer {
                 Files.remove(configuration.pidFilePath)

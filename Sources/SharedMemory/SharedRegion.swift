@@ -45,11 +45,23 @@ public final class SharedRegion: @unchecked Sendable {
         try openExisting(path: path, writable: true)
     }
 
-    private static func openExisting(path: String, writable: Bool) throws(POSIXError) -> SharedRegion {
-        let fd = try syscall("open \(path)") { Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC) }
+    /// Maps, for reading and writing, a segment an earlier run of this user left behind,
+    /// whose content is then trusted (the usage ring kept across a stop): only a regular
+    /// file of this user's that nobody else may read or write, never through a symlink.
+    /// EPERM otherwise.
+    public static func openPrivate(path: String) throws(POSIXError) -> SharedRegion {
+        try openExisting(path: path, writable: true, requirePrivate: true)
+    }
+
+    private static func openExisting(path: String, writable: Bool, requirePrivate: Bool = false) throws(POSIXError) -> SharedRegion {
+        let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | (requirePrivate ? O_NOFOLLOW : 0)
+        let fd = try syscall("open \(path)") { Glibc.open(path, flags) }
         defer { close(fd) }
         var info = stat()
         try syscall("fstat \(path)") { fstat(fd, &info) }
+        if requirePrivate && (info.st_mode & S_IFMT != S_IFREG || info.st_uid != geteuid() || info.st_mode & 0o077 != 0) {
+            throw POSIXError(call: "open \(path) (not a private file of this user)", errno: EPERM)
+        }
         return try map(fd: fd, size: Int(info.st_size), writable: writable, path: path)
     }
 

@@ -106,7 +106,7 @@ public struct UsageRing: @unchecked Sendable {
         try SegmentStamp.verify(region, minimumSize: cellsOffset, magic: magic, version: layoutVersion, kind: "usage ring")
         let header = region.base.assumingMemoryBound(to: Header.self)
         let capacity = header.pointee.capacity.load(ordering: .relaxed)
-        guard capacity > 1, capacity & (capacity - 1) == 0, cellsOffset + capacity * cellSize <= region.size else {
+        guard capacity > 1, capacity & (capacity - 1) == 0, capacity <= (region.size - cellsOffset) / cellSize else {
             throw .wrongKind("usage ring")
         }
         return UsageRing(region: region, header: header, capacity: capacity)

@@ -44,4 +44,20 @@ struct SharedRegionTests {
         }
         #expect(waitForChild(child) == .exited(0))
     }
+
+    @Test("a segment trusted across runs opens only as a private regular file of this user, never through a symlink")
+    func privateOpen() throws {
+        let path = temporaryPath()
+        let link = path + ".link"
+        defer { unlink(path); unlink(link) }
+        _ = try SharedRegion.create(path: path, size: 4096, mode: 0o600)
+        #expect(try SharedRegion.openPrivate(path: path).size == 4096)
+        #expect(symlink(path, link) == 0)
+        #expect(throws: POSIXError.self) { try SharedRegion.openPrivate(path: link) }
+        #expect(try SharedRegion.openReadWrite(path: link).size == 4096) // the ordinary open follows it
+        for mode: mode_t in [0o640, 0o606, 0o660] {
+            #expect(chmod(path, mode) == 0)
+            #expect(throws: POSIXError.self, "mode \(String(mode, radix: 8))") { try SharedRegion.openPrivate(path: path) }
+        }
+    }
 }

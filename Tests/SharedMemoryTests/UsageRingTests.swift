@@ -34,6 +34,18 @@ struct UsageRingTests {
         #expect(out[1].counted == false && out[1].durationMicroseconds == 1)
     }
 
+    @Test("a ring whose header claims more cells than its segment holds is refused, however large the claim")
+    func attachChecksCapacity() throws {
+        let region = try SharedRegion.anonymous(size: UsageRing.byteCount(records: 16))
+        _ = UsageRing.create(in: region, records: 16, id: Array(0..<16))
+        #expect(try UsageRing.attach(region).capacity == 16)
+        let capacity = region.base.assumingMemoryBound(to: Int.self) + 2 // magic, version, capacity
+        for claim in [32, 1 << 40, 1 << 62] {
+            capacity.pointee = claim
+            #expect(throws: SegmentError.self, "\(claim)") { try UsageRing.attach(region) }
+        }
+    }
+
     @Test("records stay until committed (the database may be down)")
     func peekCommit() throws {
         let ring = try makeRing(records: 16)

@@ -489,6 +489,11 @@ def test_users_routes(api):
     assert any(u["id"] == user["id"] for u in every(api, ADMIN + "/users"))
     actions = [e["action"] for e in every(api, ADMIN + "/audit-log") if e["target_id"] == user["id"]]
     assert actions == ["user.created", "user.updated", "user.updated"]
+    # Another user's address, in any case, is taken: 409, and neither user changes.
+    other = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com"}).json()
+    problem(api.call("PATCH", f"{ADMIN}/users/{other['id']}", json={"email": ("new-" + email).upper()}), 409)
+    assert api.call("GET", f"{ADMIN}/users/{other['id']}").json() == other
+    assert [e["action"] for e in every(api, ADMIN + "/audit-log") if e["target_id"] == other["id"]] == ["user.created"]
     # Lengths in characters, as the database's CHECKs count them (255 CJK = 765 bytes).
     wide = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "external_id": "漢" * 255})
     assert wide.status_code == 201 and wide.json()["external_id"] == "漢" * 255

@@ -181,6 +181,9 @@ final class MemoryUserStore: UserStoring {
 
     func update(id: String, email: String?, planTier: String?, externalID: String??, by actor: Actor) throws(StoreError) -> UserRecord? {
         guard let index = rows.firstIndex(where: { $0.id == id.lowercased() }) else { return nil }
+        if let email, rows.contains(where: { $0.id != id.lowercased() && $0.email.lowercased() == email.lowercased() }) {
+            throw .conflict("A user with this email exists.")
+        }
         let before = rows[index]
         let user = UserRecord(id: before.id, email: email ?? before.email, planTier: planTier ?? before.planTier,
                               externalID: externalID ?? before.externalID, createdAt: before.createdAt,

@@ -106,7 +106,7 @@ struct UserRoutesTests {
         #expect(harness.send("GET", base + "/\(id)", key: admin.raw).status == .ok)
     }
 
-    @Test("read scope cannot write; unknown users are 404; PATCH clears external_id with null")
+    @Test("read scope cannot write; unknown users are 404; PATCH clears external_id with null; a taken email is 409")
     func readAndEdit() throws {
         let harness = try RouterHarness()
         let reader = try harness.makeKey(scopes: ["users:read"])
@@ -123,5 +123,12 @@ struct UserRoutesTests {
         #expect(harness.users.rows.first?.externalID == nil)
         #expect(harness.users.rows.first?.planTier == "enterprise")
         #expect(harness.users.rows.first?.email == "b@example.com")
+
+        // Another user's address, in any case: 409, nothing changed, nothing audited.
+        let other = try harness.users.create(email: "c@example.com", planTier: "free", externalID: nil, by: .operatorOnHost)
+        let audited = harness.users.audit.count
+        #expect(harness.send("PATCH", base + "/\(other.id)", key: writer.raw, body: #"{"email": "B@example.com"}"#).status == .conflict)
+        #expect(try harness.users.get(id: other.id)?.email == "c@example.com")
+        #expect(harness.users.audit.count == audited)
     }
 }

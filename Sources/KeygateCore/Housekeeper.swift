@@ -41,6 +41,8 @@ final class Housekeeper {
     private var lastPartitionCheck: Int64?
     private var reportedOutage = false
     private var reportedStoreFailure = false
+    /// Whether a refused LISTEN (not an outage) was logged; once per spell.
+    private var reportedListenFailure = false
     /// The ring's id as a UUID: the database records under it how far the ring is stored.
     private let ringID: String
     /// Whether the next drain must first ask the database how far the ring is stored, and
@@ -235,14 +237,19 @@ final class Housekeeper {
     // MARK: Key changes
 
     private func listenForChanges(waitMilliseconds: Int32) {
-        do {
+        do throws(PostgresError) {
             // Not listening yet, or the connection was replaced (its LISTEN went with it).
             if listeningOn == nil || listeningOn != listener.connectionCount || !listener.isConnected {
                 try listener.listen(Self.channel)
                 // Whatever changed while nobody listened is unknown: start the cache afresh.
                 host.keyCache?.removeAll()
                 listeningOn = listener.connectionCount
-                logger.debug("listening for key changes", [("channel", Self.channel)])
+                if reportedListenFailure {
+                    reportedListenFailure = false
+                    logger.info("listening for key changes again", [("channel", Self.channel)])
+                } else {
+                    logger.debug("listening for key changes", [("channel", Self.channel)])
+                }
             }
             let notices = try listener.notifications(timeoutMilliseconds: waitMilliseconds)
             guard listeningOn == listener.connectionCount else { return } // reconnected while waiting: LISTEN again first
@@ -251,7 +258,16 @@ final class Housekeeper {
             }
         } catch {
             listeningOn = nil
-            databaseReachable(false, now: Clock.wallMicroseconds(), error: error)
+            if error.isUnreachable {
+                databaseReachable(false, now: Clock.wallMicroseconds(), error: error)
+            } else if !reportedListenFailure {
+                // A server that answers but refuses LISTEN (a hot standby: a demoted primary)
+                // is no outage: keys still read from it. Changes made elsewhere then reach
+                // this host's cache only as its entries expire.
+                reportedListenFailure = true
+                logger.warning("cannot listen for key changes; other hosts' changes reach this cache only within key_cache_ttl",
+                               [("error", error.description)])
+            }
             Clock.pause(microseconds: 250_000)
         }
     }

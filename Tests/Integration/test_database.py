@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -56,6 +57,34 @@ def pg_ctl(*args):
         command = ["runuser", "-u", pg_env("KG_PG_RUN_AS"), "--"] + command
     env = dict(os.environ, PATH="/usr/lib/postgresql/15/bin:" + os.environ["PATH"])
     subprocess.run(command, check=True, capture_output=True, timeout=60, env=env)
+
+
+@contextlib.contextmanager
+def hot_standby():
+    """A streaming replica of the test cluster on a socket of its own: in recovery, it
+    answers reads and refuses writes and LISTEN (25006), as a demoted primary does after a
+    failover. Yields its connection string for the keygate role."""
+    user = pg_env("KG_PG_RUN_AS")
+    as_pg = ["runuser", "-u", user, "--"] if os.getuid() == 0 else []
+    env = dict(os.environ, PATH="/usr/lib/postgresql/15/bin:" + os.environ["PATH"])
+    base = tempfile.mkdtemp(prefix="kg-standby-")
+    shutil.chown(base, user)
+    data = os.path.join(base, "data")
+    with socket.socket() as probe:  # a free port (the cluster listens on the socket only)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run(as_pg + ["pg_basebackup", "-D", data, "-h", pg_env("KG_PG_SOCKET"), "-p", pg_env("KG_PG_PORT"),
+                            "-U", "postgres", "-R", "-X", "stream", "-c", "fast"],
+                   check=True, capture_output=True, timeout=120, env=env)
+    pg_ctl_standby = as_pg + ["pg_ctl", "-D", data, "-w", "-t", "30"]
+    subprocess.run(pg_ctl_standby + ["-l", os.path.join(base, "server.log"),
+                                     "-o", f"-p {port} -k {base} -c listen_addresses=''", "start"],
+                   check=True, capture_output=True, timeout=60, env=env)
+    try:
+        yield f"host={base} port={port} dbname=keygate user=keygate connect_timeout=3"
+    finally:
+        subprocess.run(pg_ctl_standby + ["-m", "immediate", "stop"], capture_output=True, timeout=60, env=env)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def migrations_count():

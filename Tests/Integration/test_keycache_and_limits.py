@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from test_database import holding_key_row, pg_ctl, pg_env, psql
+from test_database import holding_key_row, hot_standby, pg_ctl, pg_env, psql
 from test_keys import ADMIN, CREATED_KEYS, Api, admin_key, problem  # noqa: F401 (fixture)
 
 
@@ -462,13 +462,30 @@ def test_a_read_only_database_is_not_an_outage(stack, api, aux_pool):
         assert "database unreachable" not in pool.log_text()
         assert psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{created['id']}'").stdout.strip() == "0"
         # Writable again (the housekeeper reconnects as a role without the setting): stored.
-        psql(f"ALTER ROLE {role} RESET default_transaction_read_only; "
-             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        psql(f"ALTER ROLE {role} RESET default_transaction_read_only")  # committed before the reconnect
+        psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
         wait_for(lambda: psql(f"SELECT count(*) FROM api_key_usage WHERE key_id = '{created['id']}'").stdout.strip() == "1",
                  timeout=10, message="the batch stored once writable")
         pool.stop()
     finally:
         psql(f"DROP ROLE {role}", check=False)
+
+
+def test_a_hot_standby_is_not_an_outage(stack, api, aux_pool):
+    # What a demoted primary is after a failover: it answers reads and refuses writes and
+    # LISTEN (25006). A housekeeper pointed at it must not mark the host down (and flap
+    # with every health check), only say what it cannot do.
+    with hot_standby() as standby:
+        pool = aux_pool(workers=1, database_direct_url=standby)
+        created = api.create_key(scopes=["self"])
+        assert own_key(api, created["key"], stack.aux_base).status_code == 200
+        wait_for(lambda: "usage batch not stored; retrying" in pool.log_text(), timeout=5, message="the batch refused")
+        wait_for(lambda: "cannot listen for key changes" in pool.log_text(), timeout=5, message="LISTEN refused")
+        time.sleep(1.5)  # the housekeeper's health check runs every second
+        assert pool.status()["key_cache"].get("database_down_since") is None
+        assert "database unreachable" not in pool.log_text()
+        assert pool.log_text().count("cannot listen for key changes") == 1  # once per spell, not every retry
+        pool.stop()
 
 
 def test_a_stop_while_a_batch_cannot_be_stored_keeps_trying_then_stores_it(stack, api, aux_pool):

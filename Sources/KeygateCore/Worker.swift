@@ -13,8 +13,13 @@ import SharedMemory
 /// A worker's life: accept a FastCGI request, answer it, record it on the scoreboard,
 /// until asked to stop or `max_requests` is reached.
 enum Worker {
-    /// Failed accepts in a row (about a second of them) before a worker gives up.
+    /// Failed accepts in a row (about a second of them) before a worker whose listener is
+    /// gone gives up.
     static let acceptFailureLimit = 100
+    /// How long a worker waits out failing accepts of any other kind (out of descriptors or
+    /// memory) before it exits to be replaced, as a recycle: a fresh process has none of
+    /// whatever this one may hold.
+    static let acceptFailureSeconds: Int64 = 10
 
     static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8],
                     openAPIDocument: [UInt8]?, host: HostState) -> Int32 {
@@ -54,6 +59,7 @@ enum Worker {
 
         var served = 0
         var failedAccepts = 0
+        var failingSince: Int64 = 0
         let pid = ProcessControl.currentPID
         while !Signals.isStopRequested {
             do {
@@ -63,16 +69,23 @@ enum Worker {
                 if Signals.isStopRequested { break }
                 if error.isRoutine { continue }
                 failedAccepts += 1
+                let now = Clock.monotonicMicroseconds()
+                if failedAccepts == 1 { failingSince = now }
                 if failedAccepts == 1 || failedAccepts % 100 == 0 {
                     logger.warning("accept failed; retrying", [("error", error.description), ("in_a_row", String(failedAccepts))])
                 }
                 // A listener that is gone never comes back: after a run of failures the worker
                 // exits and the master's back-off takes over, instead of spinning here for
-                // ever. Out of descriptors or memory passes: the worker waits it out (exiting
-                // would count as a crash, and every worker at once would stop the pool).
+                // ever. Out of descriptors or memory passes: the worker waits it out (a crash
+                // exit of every worker at once would stop the pool), then is replaced.
                 if error.isListenerGone && failedAccepts >= Self.acceptFailureLimit {
                     logger.error("accept keeps failing; the worker exits", [("error", error.description)])
                     return 1
+                }
+                if now - failingSince >= Self.acceptFailureSeconds * 1_000_000 {
+                    logger.error("accept has failed for \(Self.acceptFailureSeconds)s; the worker exits to be replaced",
+                                 [("error", error.description)])
+                    break
                 }
                 Clock.pause(microseconds: 10_000)
                 continue

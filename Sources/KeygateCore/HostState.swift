@@ -55,8 +55,14 @@ public struct HostState: @unchecked Sendable {
             // Its records go to the database as they are: only a file nobody else could write.
             ring = try UsageRing.attach(SharedRegion.openPrivate(path: path))
         } catch {
+            // Also after an upgrade that changed the ring's layout: its records are lost.
             logger.warning("the last run's usage ring is not usable; a fresh one replaces it",
                            [("usage_ring", path), ("error", String(describing: error))])
+            return nil
+        }
+        guard ring.isConsistentAtRest else {
+            logger.warning("the last run's usage ring is not usable; a fresh one replaces it",
+                           [("usage_ring", path), ("error", "positions out of range (a damaged file)")])
             return nil
         }
         let pending = ring.statistics.pending

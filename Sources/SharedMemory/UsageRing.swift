@@ -197,12 +197,30 @@ public struct UsageRing: @unchecked Sendable {
         return withUnsafeBytes(of: words) { Array($0) }
     }
 
+    /// Whether the positions and every cell's sequence number lie within what this queue
+    /// ever writes. For a ring at rest (no process attached) that an earlier run left
+    /// behind: its records are stored as they are, and damaged numbers could overflow the
+    /// reader's arithmetic, so such a ring is replaced instead of read.
+    public var isConsistentAtRest: Bool {
+        let enqueued = header.pointee.enqueuePosition.load(ordering: .acquiring)
+        let dequeued = header.pointee.dequeuePosition.load(ordering: .acquiring)
+        guard dequeued >= 0, enqueued >= dequeued, enqueued - dequeued <= capacity, enqueued <= Int.max - 2 * capacity else {
+            return false
+        }
+        for index in 0..<capacity {
+            let sequence = sequence(index).pointee.load(ordering: .relaxed)
+            guard sequence >= 0, sequence <= enqueued + capacity else { return false }
+        }
+        return true
+    }
+
     // MARK: Statistics
 
     public var statistics: UsageRingStatistics {
         let enqueued = header.pointee.enqueuePosition.load(ordering: .relaxed)
         let dequeued = header.pointee.dequeuePosition.load(ordering: .relaxed)
-        return UsageRingStatistics(capacity: capacity, pending: max(0, enqueued - dequeued),
+        // Relaxed loads: the dequeue position may be read newer than the enqueue one.
+        return UsageRingStatistics(capacity: capacity, pending: min(max(0, enqueued &- dequeued), capacity),
                                    appended: header.pointee.appended.load(ordering: .relaxed),
                                    dropped: header.pointee.dropped.load(ordering: .relaxed),
                                    drained: header.pointee.drained.load(ordering: .relaxed),

@@ -46,6 +46,29 @@ struct UsageRingTests {
         }
     }
 
+    @Test("a ring left behind is read only when its positions and sequence numbers are in range")
+    func consistentAtRest() throws {
+        let ring = try makeRing(records: 8)
+        #expect(ring.isConsistentAtRest)
+        for number in 0..<5 { ring.append(record(number)) }
+        let reader = UsageRing.Reader(ring)
+        _ = reader.peek(limit: 2, now: 0)
+        reader.commit()
+        #expect(ring.isConsistentAtRest && ring.statistics.pending == 3)
+        let words = ring.region.base.assumingMemoryBound(to: Int.self) // magic, version, capacity, enqueue, dequeue
+        let enqueued = words[3]
+        for (enqueue, dequeue) in [(Int.max, 0), (enqueued, enqueued + 1), (enqueued + 9, enqueued), (enqueued, -1)] {
+            (words[3], words[4]) = (enqueue, dequeue)
+            #expect(!ring.isConsistentAtRest, "enqueue \(enqueue), dequeue \(dequeue)")
+            _ = ring.statistics // never traps, whatever the positions
+        }
+        (words[3], words[4]) = (enqueued, 2)
+        #expect(ring.isConsistentAtRest)
+        let cell = ring.region.base + UsageRing.cellsOffset + UsageRing.cellSize // the second cell's sequence number
+        cell.storeBytes(of: Int.min, as: Int.self)
+        #expect(!ring.isConsistentAtRest)
+    }
+
     @Test("records stay until committed (the database may be down)")
     func peekCommit() throws {
         let ring = try makeRing(records: 16)

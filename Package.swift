@@ -64,10 +64,13 @@ let package = Package(
 
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "Posix"]),
-        .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP", "Keys", "Posix", "SharedMemory", "Storage"]),
+        // The memory stores the router tests use, and the contract that holds them and the
+        // PostgreSQL stores to the same behaviour (run by both test targets below).
+        .target(name: "StoreContracts", dependencies: ["Storage", "Posix"], path: "Tests/StoreContracts"),
+        .testTarget(name: "KeygateCoreTests", dependencies: ["KeygateCore", "HTTP", "Keys", "Posix", "SharedMemory", "Storage", "StoreContracts"]),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "HTTP"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "Postgres"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Postgres", "StoreContracts"]),
         .testTarget(name: "KeysTests", dependencies: ["Keys", "Cryptography"]),
         .testTarget(name: "CryptographyTests", dependencies: ["Cryptography"]),
         .testTarget(name: "PosixTests", dependencies: ["Posix"]),

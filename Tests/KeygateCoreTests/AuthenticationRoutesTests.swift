@@ -4,6 +4,7 @@ import HTTP
 import Keys
 import Posix
 import Storage
+import StoreContracts
 @testable import KeygateCore
 
 /// The authentication middleware as every protected route runs it, on memory stores.

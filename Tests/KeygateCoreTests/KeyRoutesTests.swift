@@ -4,6 +4,7 @@ import HTTP
 import Keys
 import Posix
 import Storage
+import StoreContracts
 @testable import KeygateCore
 
 /// `/api/v1/admin/api-keys` on memory stores: validation, escalation, status codes.

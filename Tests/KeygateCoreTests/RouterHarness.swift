@@ -2,6 +2,7 @@ import Foundation
 import HTTP
 import Keys
 import Storage
+import StoreContracts
 @testable import KeygateCore
 
 /// The application as the workers build it, on memory stores and without shared memory

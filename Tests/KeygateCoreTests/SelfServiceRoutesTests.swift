@@ -3,6 +3,7 @@ import Testing
 import HTTP
 import Keys
 import Storage
+import StoreContracts
 @testable import KeygateCore
 
 /// `/api/v1/auth`: a key managing itself and its own user's keys, on memory stores.

@@ -1,6 +1,7 @@
 import Testing
 import Postgres
 @testable import Storage
+import StoreContracts
 
 @Suite("API keys against a real server", .serialized,
        .enabled(if: adminURL != nil || isCI, "KG_TEST_DIRECT_DATABASE_URL is not set (run through scripts/test)"))
@@ -12,6 +13,14 @@ struct KeyStoreTests {
 
     private func actions(_ id: String, _ db: PostgresConnection) throws -> [String] {
         try db.query("SELECT action FROM audit_log WHERE target_id = \(id) ORDER BY id").map { try $0.decode("action", as: String.self) }
+    }
+
+    @Test("the PostgreSQL key store keeps the store contract the router tests' memory store keeps")
+    func contract() throws {
+        try withMigratedDatabase { db in
+            let failures = StoreContract.keys(KeyStore(connection: db), actions: { id in try actions(id, db) })
+            #expect(failures == [])
+        }
     }
 
     @Test("a key is found by its hash as stored; each change is audited in its own transaction")

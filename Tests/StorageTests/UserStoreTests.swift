@@ -1,6 +1,7 @@
 import Testing
 import Postgres
 @testable import Storage
+import StoreContracts
 
 @Suite("Users against a real server", .serialized,
        .enabled(if: adminURL != nil || isCI, "KG_TEST_DIRECT_DATABASE_URL is not set (run through scripts/test)"))
@@ -8,6 +9,22 @@ struct UserStoreTests {
     private func isUniqueViolation(_ body: () throws -> Void) -> Bool {
         do { try body() } catch let StoreError.database(error) { return error.kind == .uniqueViolation } catch { return false }
         return false
+    }
+
+    @Test("the PostgreSQL user store keeps the store contract; its plan tiers are the memory store's")
+    func contract() throws {
+        try withMigratedDatabase { db in
+            let store = UserStore(connection: db)
+            let failures = StoreContract.users(store, actions: { id in
+                try db.query("SELECT action FROM audit_log WHERE target_id = \(id) ORDER BY id").map { try $0.decode("action", as: String.self) }
+            })
+            #expect(failures == [])
+            let memory = MemoryUserStore()
+            for tier in ["free", "pro", "enterprise"] {
+                let stored = try store.defaults(tier: tier), expected = try memory.defaults(tier: tier)
+                #expect(stored == expected, "\(tier)")
+            }
+        }
     }
 
     @Test("emails and external ids are unique (emails case-insensitively); every change is audited")

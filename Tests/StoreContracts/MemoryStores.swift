@@ -3,25 +3,32 @@ import Posix
 import Storage
 
 /// One audit row as the memory stores write it.
-struct MemoryAuditRow: Equatable {
-    let action: String
-    let targetID: String
-    let actorKeyID: String?
+public struct MemoryAuditRow: Equatable, Sendable {
+    public let action: String
+    public let targetID: String
+    public let actorKeyID: String?
+
+    public init(action: String, targetID: String, actorKeyID: String?) {
+        self.action = action
+        self.targetID = targetID
+        self.actorKeyID = actorKeyID
+    }
 }
 
-/// The key table in memory, for router tests. It keeps what the routes rely on from the
-/// PostgreSQL store (`StorageTests` test that one against a real database): one audit row
-/// with every change, `permits` asked about the row as it is when the change is made,
-/// rotation refused with `.conflict` when the key is no longer active, idempotent
-/// revoke/restore changing and auditing nothing.
-final class MemoryKeyStore: KeyStoring {
-    private(set) var rows: [KeyRecord] = []
-    private(set) var audit: [MemoryAuditRow] = []
+/// The key table in memory, for router tests. `KeyStoreContract` holds it and the
+/// PostgreSQL store to the same behaviour: one audit row with every change, `permits` asked
+/// about the row as it is when the change is made, rotation refused with `.conflict` when
+/// the key is no longer active, idempotent revoke/restore changing and auditing nothing.
+public final class MemoryKeyStore: KeyStoring {
+    public private(set) var rows: [KeyRecord] = []
+    public private(set) var audit: [MemoryAuditRow] = []
     /// How often the authentication lookup ran (a malformed key must never get here).
-    private(set) var lookups = 0
+    public private(set) var lookups = 0
     /// Runs on the row just before a change reads it: another request's edit committing
     /// between the route's check and the change.
-    var beforeChange: ((KeyRecord) -> KeyRecord)?
+    public var beforeChange: ((KeyRecord) -> KeyRecord)?
+
+    public init() {}
     private var clock: Int64 = Clock.wallMicroseconds()
 
     private func tick() -> Int64 {
@@ -31,7 +38,7 @@ final class MemoryKeyStore: KeyStoring {
 
     /// Puts a key straight into the table (a test's fixture), unaudited.
     @discardableResult
-    func insert(_ key: NewKey, active: Bool = true) -> KeyRecord {
+    public func insert(_ key: NewKey, active: Bool = true) -> KeyRecord {
         let now = tick()
         var record = KeyRecord(id: UUID().uuidString.lowercased(), name: key.name, keyPrefix: key.keyPrefix,
                                environment: key.environment, userID: key.userID, scopes: key.scopes,
@@ -43,17 +50,17 @@ final class MemoryKeyStore: KeyStoring {
         return record
     }
 
-    func find(hash: [UInt8]) throws(StoreError) -> KeyRecord? {
+    public func find(hash: [UInt8]) throws(StoreError) -> KeyRecord? {
         lookups += 1
         return rows.first { $0.keyHash == hash }
     }
 
-    func get(id: String) throws(StoreError) -> KeyRecord? {
+    public func get(id: String) throws(StoreError) -> KeyRecord? {
         rows.first { $0.id == id.lowercased() }
     }
 
     /// The cursor is the last shown key's id.
-    func list(_ filter: KeyFilter, limit: Int, cursor: String?) throws(StoreError) -> Page<KeyRecord> {
+    public func list(_ filter: KeyFilter, limit: Int, cursor: String?) throws(StoreError) -> Page<KeyRecord> {
         var start = 0
         if let cursor {
             guard let index = rows.firstIndex(where: { $0.id == cursor }) else { throw .invalidCursor }
@@ -69,14 +76,14 @@ final class MemoryKeyStore: KeyStoring {
         return Page(items: items, nextCursor: matching.count > limit ? items.last?.id : nil)
     }
 
-    func create(_ key: NewKey, by actor: Actor) throws(StoreError) -> KeyRecord {
+    public func create(_ key: NewKey, by actor: Actor) throws(StoreError) -> KeyRecord {
         guard !rows.contains(where: { $0.keyHash == key.hash }) else { throw .conflict("duplicate key hash") }
         let record = insert(key)
         audit.append(MemoryAuditRow(action: "key.created", targetID: record.id, actorKeyID: actor.keyID))
         return record
     }
 
-    func update(id: String, _ changes: KeyChanges, by actor: Actor,
+    public func update(id: String, _ changes: KeyChanges, by actor: Actor,
                 permits: (KeyRecord) -> Bool) throws(StoreError) -> KeyRecord? {
         guard let index = lockedIndex(id) else { return nil }
         let before = rows[index]
@@ -103,7 +110,7 @@ final class MemoryKeyStore: KeyStoring {
         return after
     }
 
-    func delete(id: String, by actor: Actor, permits: (KeyRecord) -> Bool) throws(StoreError) -> KeyRecord? {
+    public func delete(id: String, by actor: Actor, permits: (KeyRecord) -> Bool) throws(StoreError) -> KeyRecord? {
         guard let index = lockedIndex(id) else { return nil }
         guard permits(rows[index]) else { throw .forbidden("not permitted") }
         let deleted = rows.remove(at: index)
@@ -111,7 +118,7 @@ final class MemoryKeyStore: KeyStoring {
         return deleted
     }
 
-    func rotate(id: String, newHash: [UInt8], newPrefix: String, graceSeconds: Int, by actor: Actor,
+    public func rotate(id: String, newHash: [UInt8], newPrefix: String, graceSeconds: Int, by actor: Actor,
                 permits: (KeyRecord) -> Bool) throws(StoreError) -> (old: KeyRecord, new: KeyRecord)? {
         guard let index = lockedIndex(id) else { return nil }
         let old = rows[index]
@@ -145,21 +152,24 @@ private extension KeyChanges {
     }
 }
 
-/// The user table in memory, with the plan tiers of migration 0001's seed data.
-final class MemoryUserStore: UserStoring {
-    private(set) var rows: [UserRecord] = []
-    private(set) var audit: [MemoryAuditRow] = []
-    var tiers: [String: KeyLimits] = [
+/// The user table in memory, with the plan tiers of migration 0001's seed data (which
+/// `StorageTests` compare with the database's).
+public final class MemoryUserStore: UserStoring {
+    public private(set) var rows: [UserRecord] = []
+    public private(set) var audit: [MemoryAuditRow] = []
+    public var tiers: [String: KeyLimits] = [
         "free": KeyLimits(rateLimitPerMinute: 60, rateLimitPerHour: 1_000, burst: 10, quotaDaily: 10_000, quotaMonthly: 100_000),
         "pro": KeyLimits(rateLimitPerMinute: 600, rateLimitPerHour: 20_000, burst: 50, quotaDaily: 500_000, quotaMonthly: 10_000_000),
         "enterprise": KeyLimits(rateLimitPerMinute: 6_000, rateLimitPerHour: 300_000, burst: 200),
     ]
 
-    func get(id: String) throws(StoreError) -> UserRecord? {
+    public init() {}
+
+    public func get(id: String) throws(StoreError) -> UserRecord? {
         rows.first { $0.id == id.lowercased() }
     }
 
-    func list(limit: Int, cursor: String?) throws(StoreError) -> Page<UserRecord> {
+    public func list(limit: Int, cursor: String?) throws(StoreError) -> Page<UserRecord> {
         var start = 0
         if let cursor {
             guard let index = rows.firstIndex(where: { $0.id == cursor }) else { throw .invalidCursor }
@@ -169,8 +179,9 @@ final class MemoryUserStore: UserStoring {
         return Page(items: items, nextCursor: rows.count - start > limit ? items.last?.id : nil)
     }
 
-    func create(email: String, planTier: String, externalID: String?, by actor: Actor) throws(StoreError) -> UserRecord {
+    public func create(email: String, planTier: String, externalID: String?, by actor: Actor) throws(StoreError) -> UserRecord {
         guard !rows.contains(where: { $0.email.lowercased() == email.lowercased() }) else { throw .conflict("A user with this email exists.") }
+        if let externalID, rows.contains(where: { $0.externalID == externalID }) { throw .conflict("A user with this external id exists.") }
         let now = Clock.wallMicroseconds()
         let user = UserRecord(id: UUID().uuidString.lowercased(), email: email, planTier: planTier, externalID: externalID,
                               createdAt: now, updatedAt: now)
@@ -179,10 +190,13 @@ final class MemoryUserStore: UserStoring {
         return user
     }
 
-    func update(id: String, email: String?, planTier: String?, externalID: String??, by actor: Actor) throws(StoreError) -> UserRecord? {
+    public func update(id: String, email: String?, planTier: String?, externalID: String??, by actor: Actor) throws(StoreError) -> UserRecord? {
         guard let index = rows.firstIndex(where: { $0.id == id.lowercased() }) else { return nil }
         if let email, rows.contains(where: { $0.id != id.lowercased() && $0.email.lowercased() == email.lowercased() }) {
             throw .conflict("A user with this email exists.")
+        }
+        if case .some(.some(let externalID)) = externalID, rows.contains(where: { $0.id != id.lowercased() && $0.externalID == externalID }) {
+            throw .conflict("A user with this external id exists.")
         }
         let before = rows[index]
         let user = UserRecord(id: before.id, email: email ?? before.email, planTier: planTier ?? before.planTier,
@@ -193,7 +207,7 @@ final class MemoryUserStore: UserStoring {
         return user
     }
 
-    func defaults(tier: String) throws(StoreError) -> KeyLimits {
+    public func defaults(tier: String) throws(StoreError) -> KeyLimits {
         tiers[tier] ?? KeyLimits()
     }
 }

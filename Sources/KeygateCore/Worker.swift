@@ -16,9 +16,10 @@ enum Worker {
     /// Failed accepts in a row (about a second of them) before a worker whose listener is
     /// gone gives up.
     static let acceptFailureLimit = 100
-    /// How long a worker waits out failing accepts of any other kind (out of descriptors or
-    /// memory) before it exits to be replaced, as a recycle: a fresh process has none of
-    /// whatever this one may hold.
+    /// How long a worker out of its own descriptors (EMFILE) waits before it exits to be
+    /// replaced, as a recycle: a fresh process holds none it may have leaked. Shortages of
+    /// the whole system (ENFILE, ENOBUFS, ENOMEM) are waited out: a new process would fare
+    /// no better, and one failing at start would count as a crash.
     static let acceptFailureSeconds: Int64 = 10
 
     static func run(_ pool: WorkerContext, listenFD: Int32, configuration: Configuration, requiredSchemaVersion: Int, pepper: [UInt8],
@@ -77,12 +78,12 @@ enum Worker {
                 // A listener that is gone never comes back: after a run of failures the worker
                 // exits and the master's back-off takes over, instead of spinning here for
                 // ever. Out of descriptors or memory passes: the worker waits it out (a crash
-                // exit of every worker at once would stop the pool), then is replaced.
+                // exit of every worker at once would stop the pool).
                 if error.isListenerGone && failedAccepts >= Self.acceptFailureLimit {
                     logger.error("accept keeps failing; the worker exits", [("error", error.description)])
                     return 1
                 }
-                if now - failingSince >= Self.acceptFailureSeconds * 1_000_000 {
+                if case .acceptFailed(errno: EMFILE) = error, now - failingSince >= Self.acceptFailureSeconds * 1_000_000 {
                     logger.error("accept has failed for \(Self.acceptFailureSeconds)s; the worker exits to be replaced",
                                  [("error", error.description)])
                     break

@@ -154,7 +154,8 @@ enum Authenticator {
         if let scope, !Scope.grants(record.scopes, scope) { return .denied(record, .scope) }
         let limits = RateLimits(perMinute: record.limits.rateLimitPerMinute, perHour: record.limits.rateLimitPerHour,
                                 burst: record.limits.burst, daily: record.limits.quotaDaily, monthly: record.limits.quotaMonthly)
-        guard !limits.isEmpty, let rates = context.rates, let id = UUIDBytes.parse(record.id) else {
+        // Per lineage: a rotation's successor shares its predecessor's windows and quotas.
+        guard !limits.isEmpty, let rates = context.rates, let id = UUIDBytes.parse(record.lineageID) else {
             return .valid(record, nil)
         }
         let decision: RateDecision
@@ -196,7 +197,7 @@ enum Authenticator {
         guard let database = context.database, context.host?.keyCache?.databaseDownSince == nil else { return nil }
         let day = now / RateTable.day
         do {
-            let (today, thisMonth) = try Storage.UsageQueries.quotaUsage(keyID: record.id, now: now, on: database)
+            let (today, thisMonth) = try Storage.UsageQueries.quotaUsage(lineageID: record.lineageID, now: now, on: database)
             return QuotaCounts(day: day, dayCount: today, month: RateTable.month(ofDay: day), monthCount: thisMonth)
         } catch {
             context.logger.warning("cannot load quota counts", [("key_id", record.id), ("error", String(describing: error))])

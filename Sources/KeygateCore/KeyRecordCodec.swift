@@ -28,6 +28,7 @@ enum KeyRecordCodec {
         out.integer(Int64(record.requestCount))
         out.optionalInteger(record.revokedAt)
         out.optionalString(record.rotatedFrom)
+        out.string(record.lineageID)
         out.bytes(record.keyHash)
         return out.buffer
     }
@@ -43,14 +44,15 @@ enum KeyRecordCodec {
               let expiresAt = input.optionalInteger(), let lastUsedAt = input.optionalInteger(),
               let lastUsedEndpoint = input.optionalString(), let requestCount = input.integer(),
               let revokedAt = input.optionalInteger(), let rotatedFrom = input.optionalString(),
-              let hash = input.bytes(), input.isAtEnd else { return nil }
+              let lineageID = input.string(), let hash = input.bytes(), input.isAtEnd else { return nil }
         var record = KeyRecord(
             id: id, name: name, keyPrefix: keyPrefix, environment: environment, userID: userID, scopes: scopes,
             allowedPaths: paths, allowedIPs: ips,
             limits: KeyLimits(rateLimitPerMinute: perMinute.map { Int($0) }, rateLimitPerHour: perHour.map { Int($0) },
                               burst: burst.map { Int($0) }, quotaDaily: daily.map { Int($0) }, quotaMonthly: monthly.map { Int($0) }),
             active: active == 1, createdAt: createdAt, updatedAt: updatedAt, expiresAt: expiresAt, lastUsedAt: lastUsedAt,
-            lastUsedEndpoint: lastUsedEndpoint, requestCount: Int(requestCount), revokedAt: revokedAt, rotatedFrom: rotatedFrom)
+            lastUsedEndpoint: lastUsedEndpoint, requestCount: Int(requestCount), revokedAt: revokedAt, rotatedFrom: rotatedFrom,
+            lineageID: lineageID)
         record.keyHash = hash
         return record
     }

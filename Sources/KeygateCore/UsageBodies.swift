@@ -68,17 +68,18 @@ enum UsageQueries {
             return .init(dailyUsed: nil, dailyRemaining: nil, monthlyUsed: nil, monthlyRemaining: nil)
         }
         let today: Int, month: Int
-        if let id = UUIDBytes.parse(key.id), let live = context.rates?.quotaUsed(id, now: Clock.wallMicroseconds()) {
+        if let id = UUIDBytes.parse(key.lineageID), let live = context.rates?.quotaUsed(id, now: Clock.wallMicroseconds()) {
             (today, month) = live
         } else {
-            (today, month) = try Storage.UsageQueries.quotaUsage(keyID: key.id, now: Clock.wallMicroseconds(), on: try context.requireDatabase())
+            (today, month) = try Storage.UsageQueries.quotaUsage(lineageID: key.lineageID, now: Clock.wallMicroseconds(),
+                                                                 on: try context.requireDatabase())
         }
         return .init(dailyUsed: today, dailyRemaining: key.limits.quotaDaily.map { max(0, $0 - today) },
                      monthlyUsed: month, monthlyRemaining: key.limits.quotaMonthly.map { max(0, $0 - month) })
     }
 
     static func summary(key: KeyRecord, from: Int64, to: Int64, on db: PostgresConnection) throws -> UsageSummary {
-        let totals = try Storage.UsageQueries.totals(keyID: key.id, from: from, to: to, on: db)
+        let totals = try Storage.UsageQueries.totals(keyID: key.id, lineageID: key.lineageID, from: from, to: to, on: db)
         func ms(_ micros: Double?) -> Double? { micros.map { ($0 / 1000 * 1000).rounded() / 1000 } }
         return UsageSummary(
             keyId: key.id, from: time(from), to: time(to), total: totals.total, byStatusClass: totals.byStatusClass,

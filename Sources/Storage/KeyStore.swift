@@ -14,7 +14,7 @@ public final class KeyStore {
     static let recordColumns = """
         id, name, key_prefix, environment, user_id, scopes, allowed_paths, allowed_ips,
         rate_limit_per_minute, rate_limit_per_hour, burst, quota_daily, quota_monthly, active,
-        created_at, updated_at, expires_at, last_used_at, last_used_endpoint, request_count, revoked_at, rotated_from
+        created_at, updated_at, expires_at, last_used_at, last_used_endpoint, request_count, revoked_at, rotated_from, lineage_id
         """
     /// Every other read also takes the hash (to drop the key's cache entry after a change).
     static let columns = recordColumns + ", key_hash"
@@ -25,8 +25,8 @@ public final class KeyStore {
     /// caller has it. (The prepared statement's name is new with its SQL: a server session
     /// that outlived an older keygate may still hold the old one under the old name.)
     static let byHash = PostgresStatement(
-        name: "keygate_key_lookup", unsafeSQL: "SELECT \(recordColumns) FROM api_keys WHERE key_hash = $1")
-    static let byHashFunction = PostgresStatement(name: "keygate_key_lookup_call", unsafeSQL: "SELECT * FROM keygate_key_lookup($1)")
+        name: "keygate_key_lookup2", unsafeSQL: "SELECT \(recordColumns) FROM api_keys WHERE key_hash = $1")
+    static let byHashFunction = PostgresStatement(name: "keygate_key_lookup2_call", unsafeSQL: "SELECT * FROM keygate_key_lookup2($1)")
 
     /// `keyHash` for rows without the key_hash column (the lookup by hash).
     static func record(_ row: PostgresRow, keyHash: [UInt8]? = nil) throws(PostgresDecodingError) -> KeyRecord {
@@ -49,7 +49,8 @@ public final class KeyStore {
             active: try row.decode("active"), createdAt: try time("created_at"), updatedAt: try time("updated_at"),
             expiresAt: try optionalTime("expires_at"), lastUsedAt: try optionalTime("last_used_at"),
             lastUsedEndpoint: try row.decode("last_used_endpoint", as: String?.self), requestCount: try row.decode("request_count"),
-            revokedAt: try optionalTime("revoked_at"), rotatedFrom: try row.decode("rotated_from", as: String?.self)
+            revokedAt: try optionalTime("revoked_at"), rotatedFrom: try row.decode("rotated_from", as: String?.self),
+            lineageID: try row.decode("lineage_id", as: String.self)
         )
         if let keyHash { record.keyHash = keyHash } else { record.keyHash = try row.decode("key_hash", as: PostgresBytes.self).bytes }
         return record

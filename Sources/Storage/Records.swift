@@ -54,12 +54,16 @@ public struct KeyRecord: Sendable, Equatable {
     public let requestCount: Int
     public let revokedAt: Int64?
     public let rotatedFrom: String?
+    /// The first key of this key's rotation chain (its own id unless it is a rotation's
+    /// successor): rate limits and quotas count per lineage, so a rotation starts neither.
+    public let lineageID: String
     /// The stored HMAC, so a change can drop the key's cache entry. Never shown.
     public var keyHash: [UInt8] = []
 
     public init(id: String, name: String, keyPrefix: String, environment: String, userID: String?, scopes: [String],
                 allowedPaths: [String], allowedIPs: [String], limits: KeyLimits, active: Bool, createdAt: Int64, updatedAt: Int64,
-                expiresAt: Int64?, lastUsedAt: Int64?, lastUsedEndpoint: String?, requestCount: Int, revokedAt: Int64?, rotatedFrom: String?) {
+                expiresAt: Int64?, lastUsedAt: Int64?, lastUsedEndpoint: String?, requestCount: Int, revokedAt: Int64?, rotatedFrom: String?,
+                lineageID: String? = nil) {
         self.id = id
         self.name = name
         self.keyPrefix = keyPrefix
@@ -78,6 +82,7 @@ public struct KeyRecord: Sendable, Equatable {
         self.requestCount = requestCount
         self.revokedAt = revokedAt
         self.rotatedFrom = rotatedFrom
+        self.lineageID = lineageID ?? id
     }
 
     /// `active`, `revoked`, or `expired` (derived from `expires_at`) at `now`.

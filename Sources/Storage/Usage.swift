@@ -85,18 +85,18 @@ public enum UsageQueries {
         return Page(items: items, nextCursor: next)
     }
 
-    /// Requests counted against the daily and monthly quota (UTC day and month so far),
-    /// as the housekeeper has stored them.
+    /// Requests of a key lineage (a key and its rotations) counted against the daily and
+    /// monthly quota (UTC day and month so far), as the housekeeper has stored them.
     /// `now` (wall µs) is the caller's clock: the day and month counted are the ones the
     /// caller's rate table is in, even when the database's clock is a little off.
-    public static func quotaUsage(keyID: String, now: Int64, on db: PostgresConnection) throws(StoreError) -> (today: Int, month: Int) {
+    public static func quotaUsage(lineageID: String, now: Int64, on db: PostgresConnection) throws(StoreError) -> (today: Int, month: Int) {
         let rows = try storage {
             try db.query("""
                 WITH moment AS (SELECT ((timestamptz 'epoch' + \(now)::bigint * interval '1 microsecond') AT TIME ZONE 'UTC')::date AS day)
                 SELECT coalesce(sum(q.requests) FILTER (WHERE q.day = moment.day), 0)::bigint AS today,
                        coalesce(sum(q.requests), 0)::bigint AS month
                 FROM api_key_quota_usage q, moment
-                WHERE q.key_id = \(keyID)::uuid AND q.day >= date_trunc('month', moment.day)::date AND q.day <= moment.day
+                WHERE q.key_id = \(lineageID)::uuid AND q.day >= date_trunc('month', moment.day)::date AND q.day <= moment.day
                 """)
         }
         return try storage { (try rows.first?.decode("today", as: Int.self) ?? 0, try rows.first?.decode("month", as: Int.self) ?? 0) }
@@ -104,7 +104,8 @@ public enum UsageQueries {
 
     /// One snapshot for all four reads: a usage batch committing between them would make
     /// the total disagree with its breakdowns.
-    public static func totals(keyID: String, from: Int64, to: Int64, on db: PostgresConnection) throws(StoreError) -> UsageTotals {
+    /// `lineageID`: the key's lineage, whose quota counts the summary shows.
+    public static func totals(keyID: String, lineageID: String, from: Int64, to: Int64, on db: PostgresConnection) throws(StoreError) -> UsageTotals {
         let (summary, classes, routes, today, month) = try storage {
             try db.transaction { db in
                 try db.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -127,7 +128,7 @@ public enum UsageQueries {
                     WHERE key_id = \(keyID)::uuid AND at >= to_timestamp(\(from)::bigint / 1000000.0) AND at < to_timestamp(\(to)::bigint / 1000000.0)
                     GROUP BY 1
                     """)
-                let (today, month) = try quotaUsage(keyID: keyID, now: Clock.wallMicroseconds(), on: db)
+                let (today, month) = try quotaUsage(lineageID: lineageID, now: Clock.wallMicroseconds(), on: db)
                 return (summary, classes, routes, today, month)
             }
         }

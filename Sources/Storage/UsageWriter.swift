@@ -85,8 +85,13 @@ public enum UsageWriter {
                                 \(summary.endpoints)::text[]) AS u(key_id, n, last_at, endpoint)
                     WHERE k.id = u.key_id
                 )
+                -- Counted per lineage (a key and its rotations); a deleted key's under its own id.
                 INSERT INTO api_key_quota_usage (key_id, day, requests)
-                SELECT * FROM unnest(\(summary.quotaKeys)::uuid[], \(summary.quotaDays)::date[], \(summary.quotaCounts)::bigint[])
+                SELECT coalesce(k.lineage_id, q.key_id), q.day, sum(q.n)
+                FROM unnest(\(summary.quotaKeys)::uuid[], \(summary.quotaDays)::date[], \(summary.quotaCounts)::bigint[])
+                     AS q(key_id, day, n)
+                LEFT JOIN api_keys k ON k.id = q.key_id
+                GROUP BY 1, 2
                 ON CONFLICT (key_id, day) DO UPDATE SET requests = api_key_quota_usage.requests + excluded.requests
                 """)
         }

@@ -259,6 +259,48 @@ def test_daily_quota_is_enforced_and_survives_a_new_host(stack, api, aux_pool):
     problem(own_key(api, key, stack.aux_base), 429)
 
 
+def test_a_rotation_continues_its_keys_quota_and_rate_window(stack, api, aux_pool):
+    # Rotating (a key may rotate itself) must not hand out a fresh quota, and during the
+    # grace period the old and the new key together get one key's limits, not two.
+    user = api.call("POST", ADMIN + "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com"}).json()
+
+    def rotate_itself(created, key):
+        r = api.call("POST", f"/api/v1/auth/keys/{created['id']}/rotate", key=key, json={"grace_period_seconds": 3600})
+        assert r.status_code == 201, r.text
+        CREATED_KEYS.append(r.json()["key"])
+        return r.json()
+
+    created = api.create_key(scopes=["self"], user_id=user["id"], quota_daily=7)
+    old = created["key"]
+    assert [own_key(api, old).status_code for _ in range(3)] == [200] * 3
+    successor = rotate_itself(created, old)
+    new = successor["key"]
+    body = own_key(api, new).json()  # the three, the rotation itself, and this one
+    assert body["quota"]["daily_used"] == 5 and body["quota"]["daily_remaining"] == 2
+    assert own_key(api, old).status_code == 200  # the old key, in its grace period: the same count
+    r = own_key(api, new)
+    assert r.status_code == 200 and r.headers["RateLimit-Remaining"] == "0"
+    problem(own_key(api, new), 429)
+    problem(own_key(api, old), 429)
+    # Stored under the lineage: a pool started later (another host) goes on from there,
+    # and the usage summary of either key shows the lineage's count.
+    wait_for(lambda: psql(f"SELECT coalesce(sum(requests), 0) FROM api_key_quota_usage WHERE key_id = '{created['id']}'").stdout.strip() == "7",
+             message="quota counts stored for the lineage")
+    assert psql(f"SELECT count(*) FROM api_key_quota_usage WHERE key_id = '{successor['id']}'").stdout.strip() == "0"
+    assert api.call("GET", f"{ADMIN}/api-keys/{successor['id']}/usage").json()["quota"]["daily_used"] == 7
+    aux_pool(workers=2)
+    problem(own_key(api, new, stack.aux_base), 429)
+
+    # One minute window for both keys of a rotation.
+    created = api.create_key(scopes=["self"], user_id=user["id"], rate_limit_per_minute=5)
+    old = created["key"]
+    assert [own_key(api, old).status_code for _ in range(2)] == [200] * 2
+    new = rotate_itself(created, old)["key"]  # the third request of the minute
+    assert [own_key(api, key).status_code for key in (new, old)] == [200, 200]
+    problem(own_key(api, new), 429)
+    problem(own_key(api, old), 429)
+
+
 # --- usage ---
 
 def test_every_request_is_recorded_with_last_use_and_counts(api):

@@ -13,7 +13,8 @@ private func record(full: Bool) -> KeyRecord {
         active: full, createdAt: -1_000_000, updatedAt: 1_795_262_400_000_000, expiresAt: full ? 1_895_262_400_000_000 : nil,
         lastUsedAt: full ? 1_795_262_401_000_000 : nil, lastUsedEndpoint: full ? "GET /api/v1/auth/key" : nil,
         requestCount: full ? 123_456 : 0, revokedAt: full ? 1_795_262_402_000_000 : nil,
-        rotatedFrom: full ? "1a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d" : nil)
+        rotatedFrom: full ? "1a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d" : nil,
+        lineageID: full ? "2a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d" : nil)
     record.keyHash = full ? [UInt8](0..<32) : []
     return record
 }

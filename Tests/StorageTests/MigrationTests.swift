@@ -81,6 +81,58 @@ struct MigrationRunnerTests {
         }
     }
 
+    @Test("0008 gives existing keys their rotation chain's lineage and moves its quota counts there, touching no key")
+    func lineageBackfill() throws {
+        let migrations = try Migration.load(directory: repositoryMigrationsDirectory)
+        try withFreshDatabase { (url: String) throws in
+            let db = PostgresConnection(connectionString: url)
+            let runner = MigrationRunner(connection: db, migrations: migrations)
+            try runner.up(to: 7)
+            // A chain first → second → third, a deleted first key's orphan, and a key of its own.
+            let ids = try db.query("""
+                WITH first AS (INSERT INTO api_keys (key_hash, key_prefix, name, scopes) VALUES (sha256('1'), 'p', 'first', '{self}') RETURNING id),
+                     second AS (INSERT INTO api_keys (key_hash, key_prefix, name, scopes, rotated_from)
+                                SELECT sha256('2'), 'p', 'second', '{self}', id FROM first RETURNING id),
+                     third AS (INSERT INTO api_keys (key_hash, key_prefix, name, scopes, rotated_from)
+                               SELECT sha256('3'), 'p', 'third', '{self}', id FROM second RETURNING id),
+                     alone AS (INSERT INTO api_keys (key_hash, key_prefix, name, scopes) VALUES (sha256('4'), 'p', 'alone', '{self}') RETURNING id)
+                SELECT (SELECT id FROM first)::text AS first, (SELECT id FROM second)::text AS second,
+                       (SELECT id FROM third)::text AS third, (SELECT id FROM alone)::text AS alone
+                """).first
+            let first: String = try #require(try ids?.decode("first")), second: String = try #require(try ids?.decode("second"))
+            let third: String = try #require(try ids?.decode("third")), alone: String = try #require(try ids?.decode("alone"))
+            try db.query("""
+                INSERT INTO api_key_quota_usage (key_id, day, requests) VALUES
+                    (\(first)::uuid, current_date, 1), (\(second)::uuid, current_date, 2), (\(third)::uuid, current_date, 4),
+                    (\(third)::uuid, current_date - 1, 8), (\(alone)::uuid, current_date, 16)
+                """)
+            let before = try db.query("SELECT id::text AS id, updated_at::text AS at FROM api_keys ORDER BY id").map { try $0.decode("at", as: String.self) }
+            try runner.up()
+            let lineage = Dictionary(uniqueKeysWithValues: try db.query("SELECT id::text AS id, lineage_id::text AS lineage FROM api_keys").map {
+                (try $0.decode("id", as: String.self), try $0.decode("lineage", as: String.self))
+            })
+            #expect(lineage == [first: first, second: first, third: first, alone: alone])
+            let counts = try db.query("SELECT key_id::text AS key, (current_date - day) AS ago, requests FROM api_key_quota_usage ORDER BY 1, 2").map {
+                "\(try $0.decode("key", as: String.self) == first ? "first" : "alone") \(try $0.decode("ago", as: Int.self)) \(try $0.decode("requests", as: Int.self))"
+            }
+            #expect(counts.sorted() == ["alone 0 16", "first 0 7", "first 1 8"])
+            let after = try db.query("SELECT id::text AS id, updated_at::text AS at FROM api_keys ORDER BY id").map { try $0.decode("at", as: String.self) }
+            #expect(after == before, "the backfill is no change of the keys' settings")
+            // New rows: the trigger sets the lineage, whoever inserts them.
+            let next = try db.query("""
+                INSERT INTO api_keys (key_hash, key_prefix, name, scopes, rotated_from)
+                VALUES (sha256('5'), 'p', 'fourth', '{self}', \(third)::uuid) RETURNING lineage_id::text AS lineage
+                """).first
+            #expect(try next?.decode("lineage", as: String.self) == first)
+            try db.query("DELETE FROM api_keys WHERE id = \(first)::uuid")
+            let orphan = try db.query("""
+                INSERT INTO api_keys (key_hash, key_prefix, name, scopes) VALUES (sha256('6'), 'p', 'new', '{self}')
+                RETURNING (lineage_id = id) AS own
+                """).first
+            #expect(try orphan?.decode("own", as: Bool.self) == true)
+        }
+    }
+
     @Test("an applied migration whose file changed is refused, and status says so")
     func editedMigrationRefused() throws {
         let original = try Migration.parse(fileName: "0001_t.sql", text: "-- migrate:up\nCREATE TABLE t (id int);\n-- migrate:down\nDROP TABLE t;\n")

@@ -44,7 +44,8 @@ public final class MemoryKeyStore: KeyStoring {
                                environment: key.environment, userID: key.userID, scopes: key.scopes,
                                allowedPaths: key.allowedPaths, allowedIPs: key.allowedIPs, limits: key.limits,
                                active: active, createdAt: now, updatedAt: now, expiresAt: key.expiresAt, lastUsedAt: nil,
-                               lastUsedEndpoint: nil, requestCount: 0, revokedAt: active ? nil : now, rotatedFrom: key.rotatedFrom)
+                               lastUsedEndpoint: nil, requestCount: 0, revokedAt: active ? nil : now, rotatedFrom: key.rotatedFrom,
+                               lineageID: rows.first { $0.id == key.rotatedFrom }?.lineageID)
         record.keyHash = key.hash
         rows.append(record)
         return record
@@ -102,7 +103,7 @@ public final class MemoryKeyStore: KeyStoring {
                               quotaMonthly: changes.quotaMonthly ?? before.limits.quotaMonthly),
             active: active, createdAt: before.createdAt, updatedAt: now, expiresAt: changes.expiresAt ?? before.expiresAt,
             lastUsedAt: before.lastUsedAt, lastUsedEndpoint: before.lastUsedEndpoint, requestCount: before.requestCount,
-            revokedAt: active ? nil : (before.revokedAt ?? now), rotatedFrom: before.rotatedFrom)
+            revokedAt: active ? nil : (before.revokedAt ?? now), rotatedFrom: before.rotatedFrom, lineageID: before.lineageID)
         after.keyHash = before.keyHash
         rows[index] = after
         let action = before.active == after.active ? "key.updated" : (after.active ? "key.restored" : "key.revoked")

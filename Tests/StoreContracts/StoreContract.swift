@@ -42,6 +42,7 @@ public enum StoreContract {
                    "create returns the key as given: \(created)")
         check.that(created.active && created.revokedAt == nil && created.expiresAt == nil && created.status(at: Clock.wallMicroseconds()) == "active",
                    "a new key is active")
+        check.that(created.lineageID == created.id, "a new key starts its own lineage")
         check.that(try store.find(hash: key.hash)?.id == created.id, "find by hash returns the key")
         check.that(try store.find(hash: [UInt8](repeating: 99, count: 32)) == nil, "find of an unknown hash is nil")
         check.that(try store.get(id: created.id.uppercased())?.id == created.id, "get takes the id in any case")
@@ -120,6 +121,7 @@ public enum StoreContract {
                        && new.keyPrefix == "mdw_live_c5" && new.active,
                    "the successor keeps every attribute: \(new)")
         check.that(try store.find(hash: [UInt8](repeating: 5, count: 32))?.id == new.id, "the successor is found by its hash")
+        check.that(new.lineageID == old.id && expiring.lineageID == old.id, "the successor shares its predecessor's lineage")
         let expiry = expiring.expiresAt ?? 0
         check.that(expiring.active && expiry >= before + 3_599_000_000 && expiry <= after + 3_601_000_000,
                    "the old key stays active and expires after the grace period")
@@ -132,6 +134,12 @@ public enum StoreContract {
             return
         }
         check.that(again.expiresAt == expiring.expiresAt, "rotating again keeps the earlier expiry")
+        check.that(try store.find(hash: [UInt8](repeating: 6, count: 32))?.lineageID == old.id, "a second successor shares it too")
+        let third = try store.rotate(id: new.id, newHash: [UInt8](repeating: 11, count: 32), newPrefix: "mdw_live_c11", graceSeconds: 60,
+                                     by: .operatorOnHost, permits: { _ in true })
+        check.that(third?.new.lineageID == old.id, "a successor's successor keeps the first key's lineage")
+        let renamed = try store.get(id: new.id)
+        check.that(renamed?.lineageID == old.id, "get reads the lineage too")
 
         var revoke = KeyChanges()
         revoke.active = false

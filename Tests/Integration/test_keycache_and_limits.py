@@ -348,12 +348,16 @@ def test_auth_request_protects_an_upstream(stack, api):
     r = api.session.get(stack.base + "/market-data/eu/quotes", headers={"X-API-Key": key}, timeout=10)
     assert r.status_code == 200, r.text
     seen = r.json()
-    assert seen == {"key_id": created["id"], "owner": "", "scopes": "symbols:read", "api_key": "", "uri": "/market-data/eu/quotes"}
+    assert seen == {"key_id": created["id"], "owner": "", "scopes": "symbols:read", "api_key": "", "uri": "/market-data/eu/quotes",
+                    "request_uri": "/market-data/eu/quotes"}
     assert api.session.get(stack.base + "/market-data/eu/quotes", timeout=10).status_code == 401
     assert api.session.get(stack.base + "/market-data/us/quotes", headers={"X-API-Key": key}, timeout=10).status_code == 403
     # nginx normalises the path before it is checked: no way around allowed_paths.
     r = api.session.get(stack.base + "/market-data/eu/../us/quotes", headers={"X-API-Key": key}, timeout=10)
     assert r.status_code == 403
+    # ...and the upstream gets the path keygate checked, not the client's raw form.
+    r = api.session.get(stack.base + "/market-data/us/%2e%2e/eu/quotes", headers={"X-API-Key": key}, timeout=10)
+    assert r.status_code == 200 and r.json()["request_uri"] == "/market-data/eu/quotes", r.text
     wrong_scope = api.create_key(scopes=["self"])["key"]
     assert api.session.get(stack.base + "/market-data/eu/x", headers={"X-API-Key": wrong_scope}, timeout=10).status_code == 403
 

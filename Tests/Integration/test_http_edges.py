@@ -47,6 +47,16 @@ def test_plain_http_elsewhere_redirects_to_https(stack):
     assert r.headers["Location"].startswith("https://")
 
 
+def test_plain_http_with_a_key_is_refused_not_redirected_anywhere(stack):
+    # A protected location (auth_request) outside /api/: the key was sent in the clear, and
+    # a redirect would let the client retry over HTTPS without ever learning it.
+    import requests
+    for headers in ({"X-API-Key": "mdw_live_anything"}, {"Authorization": "Bearer mdw_live_anything"}):
+        r = requests.get(stack.http_base + "/market-data/eu/quotes", headers=headers, allow_redirects=False)
+        assert_problem(r, 403)
+    assert requests.get(stack.http_base + "/market-data/eu/quotes", allow_redirects=False).status_code == 301
+
+
 def test_unknown_route_404(stack, client):
     assert_problem(client.get(stack.base + "/api/v1/nope"), 404)
 

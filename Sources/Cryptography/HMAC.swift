@@ -51,8 +51,8 @@ public final class HMACSHA256 {
 }
 
 /// Comparison whose time does not depend on where the inputs differ (CRYPTO_memcmp).
+/// Empty inputs never match: a MAC that failed is empty, and two failures must not agree.
 public func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    guard a.count == b.count else { return false }
-    if a.isEmpty { return true }
+    guard a.count == b.count, !a.isEmpty else { return false }
     return a.withUnsafeBytes { x in b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, x.count) == 0 } }
 }

@@ -216,11 +216,14 @@ enum Authenticator {
     }
 
     /// `/api/v1/admin/symbols` is under `/api/v1/admin` and `/api/v1/admin/`; `/api/v1/adminx` is not.
+    /// Byte for byte, as the router matches paths: String comparison would take canonically
+    /// equivalent spellings (a precomposed "é" and "e" + U+0301) for the same path.
     static func pathIsUnder(_ path: String, _ prefix: String) -> Bool {
-        guard path.hasPrefix(prefix) else { return false }
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        guard path.utf8.starts(with: prefix.utf8) else { return false }
         // "/allowed/../secret" is not under "/allowed": dot segments never pass.
-        if path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) { return false }
-        return prefix.hasSuffix("/") || path.utf8.count == prefix.utf8.count || path.dropFirst(prefix.count).hasPrefix("/")
+        if path.utf8.split(separator: slash).contains(where: { $0.allSatisfy { $0 == dot } && $0.count <= 2 }) { return false }
+        return prefix.utf8.last == slash || path.utf8.count == prefix.utf8.count || path.utf8.dropFirst(prefix.utf8.count).first == slash
     }
 
     static func refuse(_ reason: Reason, _ request: Request, _ context: AppContext, keyID: String? = nil) -> Unauthorized {

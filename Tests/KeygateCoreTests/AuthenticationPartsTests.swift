@@ -97,13 +97,22 @@ struct IPNetworkTests {
         #expect(IPNetwork(text) == nil)
     }
 
-    @Test("allowed path prefixes match whole segments")
+    @Test("allowed path prefixes match whole segments, byte for byte; dot segments never pass")
     func paths() {
         #expect(Authenticator.pathIsUnder("/api/v1/admin/users", "/api/v1/admin"))
         #expect(Authenticator.pathIsUnder("/api/v1/admin", "/api/v1/admin"))
         #expect(Authenticator.pathIsUnder("/api/v1/admin/x", "/api/v1/admin/"))
         #expect(!Authenticator.pathIsUnder("/api/v1/adminx", "/api/v1/admin"))
         #expect(!Authenticator.pathIsUnder("/api/v2/admin", "/api/v1/admin"))
+        #expect(!Authenticator.pathIsUnder("/api/v1/admin/../keys", "/api/v1/admin"))
+        #expect(!Authenticator.pathIsUnder("/api/v1/admin/./x", "/api/v1/admin"))
+        #expect(Authenticator.pathIsUnder("/api/v1/admin/...x", "/api/v1/admin"))
+        // Byte for byte: a canonically equivalent spelling is another path.
+        #expect(Authenticator.pathIsUnder("/caf\u{E9}/menu", "/caf\u{E9}"))
+        #expect(!Authenticator.pathIsUnder("/cafe\u{301}/menu", "/caf\u{E9}"))
+        #expect(!Authenticator.pathIsUnder("/caf\u{E9}/menu", "/cafe\u{301}"))
+        // A combining mark after the prefix is not a segment boundary.
+        #expect(!Authenticator.pathIsUnder("/data\u{301}/x", "/data"))
     }
 }
 

@@ -219,10 +219,16 @@ enum Authenticator {
     /// Byte for byte, as the router matches paths: String comparison would take canonically
     /// equivalent spellings (a precomposed "é" and "e" + U+0301) for the same path.
     static func pathIsUnder(_ path: String, _ prefix: String) -> Bool {
-        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        let slash = UInt8(ascii: "/"), backslash = UInt8(ascii: "\\"), dot = UInt8(ascii: "."), semicolon = UInt8(ascii: ";")
         guard path.utf8.starts(with: prefix.utf8) else { return false }
-        // "/allowed/../secret" is not under "/allowed": dot segments never pass.
-        if path.utf8.split(separator: slash).contains(where: { $0.allSatisfy { $0 == dot } && $0.count <= 2 }) { return false }
+        // "/allowed/../secret" is not under "/allowed": dot segments never pass, nor the
+        // forms some upstreams resolve as one ("..;param" with path parameters cut off,
+        // "\" taken for "/"), which nginx forwards untouched.
+        let segments = path.utf8.split(whereSeparator: { $0 == slash || $0 == backslash })
+        if segments.contains(where: { segment in
+            let name = segment.prefix { $0 != semicolon }
+            return !name.isEmpty && name.count <= 2 && name.allSatisfy { $0 == dot }
+        }) { return false }
         return prefix.utf8.last == slash || path.utf8.count == prefix.utf8.count || path.utf8.dropFirst(prefix.utf8.count).first == slash
     }
 

@@ -107,6 +107,13 @@ struct IPNetworkTests {
         #expect(!Authenticator.pathIsUnder("/api/v1/admin/../keys", "/api/v1/admin"))
         #expect(!Authenticator.pathIsUnder("/api/v1/admin/./x", "/api/v1/admin"))
         #expect(Authenticator.pathIsUnder("/api/v1/admin/...x", "/api/v1/admin"))
+        // What some upstreams resolve as a dot segment: path parameters, backslashes.
+        #expect(!Authenticator.pathIsUnder("/market-data/eu/..;/us/x", "/market-data/eu"))
+        #expect(!Authenticator.pathIsUnder("/market-data/eu/..;jsessionid=1/us/x", "/market-data/eu"))
+        #expect(!Authenticator.pathIsUnder("/market-data/eu/..\\us/x", "/market-data/eu"))
+        #expect(!Authenticator.pathIsUnder("/market-data/eu/.;x/y", "/market-data/eu"))
+        #expect(Authenticator.pathIsUnder("/market-data/eu/a;b/x", "/market-data/eu"))
+        #expect(Authenticator.pathIsUnder("/market-data/eu/;x/y", "/market-data/eu"))
         // Byte for byte: a canonically equivalent spelling is another path.
         #expect(Authenticator.pathIsUnder("/caf\u{E9}/menu", "/caf\u{E9}"))
         #expect(!Authenticator.pathIsUnder("/cafe\u{301}/menu", "/caf\u{E9}"))

@@ -52,8 +52,9 @@ enum KeyRoutes {
                                                                   permits: { Scope.canGrant(caller.scopes, $0.scopes) }) else {
                 throw Problem.notFound("No such API key.")
             }
+            // Its rate-table entry stays: it is its lineage's, which a successor may still use
+            // (least recently used entries make room by themselves).
             context.directory?.invalidate(deleted)
-            context.rates?.remove(UUIDBytes.parse(deleted.id) ?? [])
             return .noContent
         }
         router.post(base + "/{id}/rotate") { request, context in
@@ -159,7 +160,10 @@ enum KeyIssuer {
         let record = try context.requireKeys().create(NewKey(
             hash: hash, keyPrefix: raw.displayPrefix, name: try KeyValidation.name(body.name),
             environment: environment, userID: userID, scopes: scopes,
-            allowedPaths: allowedPaths, allowedIPs: allowedIPs, limits: limits, expiresAt: expiresAt
+            allowedPaths: allowedPaths, allowedIPs: allowedIPs, limits: limits, expiresAt: expiresAt,
+            // A key made through self-service spends its maker's budget: minting keys must
+            // not multiply a user's rate limits and quotas.
+            lineageID: selfService ? caller.lineageID : nil
         ), by: request.actor(caller))
         // A new key is never refused for having been tried (and cached as unknown) before.
         context.directory?.invalidate(hash: hash)

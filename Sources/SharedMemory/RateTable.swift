@@ -292,12 +292,6 @@ public struct RateTable: @unchecked Sendable {
         }
     }
 
-    /// Forgets `key`'s state (a deleted key).
-    public func remove(_ key: [UInt8]) {
-        guard let words = Self.words(key) else { return }
-        mutex.withLock(repair: repair) { find(words)?.pointee.state = State.empty.rawValue }
-    }
-
     public var statistics: (capacity: Int, allowed: Int, refused: Int, evictions: Int, lockRecoveries: Int) {
         (capacity, header.pointee.allowed.load(ordering: .relaxed), header.pointee.refused.load(ordering: .relaxed),
          header.pointee.evictions.load(ordering: .relaxed), header.pointee.lockRecoveries.load(ordering: .relaxed))

@@ -14,7 +14,8 @@ public final class KeyStore {
     static let recordColumns = """
         id, name, key_prefix, environment, user_id, scopes, allowed_paths, allowed_ips,
         rate_limit_per_minute, rate_limit_per_hour, burst, quota_daily, quota_monthly, active,
-        created_at, updated_at, expires_at, last_used_at, last_used_endpoint, request_count, revoked_at, rotated_from, lineage_id
+        created_at, updated_at, expires_at, last_used_at, last_used_endpoint, request_count, revoked_at, rotated_from,
+        coalesce(lineage_id, id) AS lineage_id
         """
     /// Every other read also takes the hash (to drop the key's cache entry after a change).
     static let columns = recordColumns + ", key_hash"
@@ -236,12 +237,12 @@ public final class KeyStore {
         let rows = try storage {
             try db.query("""
                 INSERT INTO api_keys (key_hash, key_prefix, name, environment, user_id, scopes, allowed_paths, allowed_ips,
-                    rate_limit_per_minute, rate_limit_per_hour, burst, quota_daily, quota_monthly, expires_at, rotated_from)
+                    rate_limit_per_minute, rate_limit_per_hour, burst, quota_daily, quota_monthly, expires_at, rotated_from, lineage_id)
                 VALUES (\(PostgresBytes(key.hash)), \(key.keyPrefix), \(key.name), \(key.environment), \(key.userID)::uuid,
                     \(key.scopes)::text[], \(key.allowedPaths)::text[], \(key.allowedIPs)::cidr[],
                     \(key.limits.rateLimitPerMinute), \(key.limits.rateLimitPerHour), \(key.limits.burst),
                     \(key.limits.quotaDaily), \(key.limits.quotaMonthly),
-                    to_timestamp(\(key.expiresAt)::bigint / 1000000.0), \(key.rotatedFrom)::uuid)
+                    to_timestamp(\(key.expiresAt)::bigint / 1000000.0), \(key.rotatedFrom)::uuid, \(key.lineageID)::uuid)
                 RETURNING \(unsafeSQL: Self.columns)
                 """)
         }

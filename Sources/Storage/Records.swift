@@ -106,10 +106,13 @@ public struct NewKey: Sendable {
     public var limits: KeyLimits
     public var expiresAt: Int64?
     public var rotatedFrom: String?
+    /// The lineage to join (rate windows and quotas shared with it); nil: a rotation's
+    /// successor joins its predecessor's, any other key starts its own.
+    public var lineageID: String?
 
     public init(hash: [UInt8], keyPrefix: String, name: String, environment: String, userID: String?, scopes: [String],
                 allowedPaths: [String] = [], allowedIPs: [String] = [], limits: KeyLimits = KeyLimits(),
-                expiresAt: Int64? = nil, rotatedFrom: String? = nil) {
+                expiresAt: Int64? = nil, rotatedFrom: String? = nil, lineageID: String? = nil) {
         self.hash = hash
         self.keyPrefix = keyPrefix
         self.name = name
@@ -121,6 +124,7 @@ public struct NewKey: Sendable {
         self.limits = limits
         self.expiresAt = expiresAt
         self.rotatedFrom = rotatedFrom
+        self.lineageID = lineageID
     }
 }
 

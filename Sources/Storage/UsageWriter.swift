@@ -92,6 +92,7 @@ public enum UsageWriter {
                      AS q(key_id, day, n)
                 LEFT JOIN api_keys k ON k.id = q.key_id
                 GROUP BY 1, 2
+                ORDER BY 1, 2 -- rows locked in one order on every host: no deadlock between two batches
                 ON CONFLICT (key_id, day) DO UPDATE SET requests = api_key_quota_usage.requests + excluded.requests
                 """)
         }

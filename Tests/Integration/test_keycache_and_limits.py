@@ -291,6 +291,19 @@ def test_a_rotation_continues_its_keys_quota_and_rate_window(stack, api, aux_poo
     aux_pool(workers=2)
     problem(own_key(api, new, stack.aux_base), 429)
 
+    # A key made through self-service spends its maker's budget: minting keys does not
+    # multiply a user's quota.
+    maker = api.create_key(scopes=["self"], user_id=user["id"], quota_daily=4)
+    r = api.call("POST", "/api/v1/auth/keys", key=maker["key"], json={"name": "minted", "scopes": ["self"]})
+    assert r.status_code == 201, r.text
+    CREATED_KEYS.append(r.json()["key"])
+    minted = r.json()["key"]
+    assert r.json()["quota_daily"] == 4
+    assert [own_key(api, minted).status_code for _ in range(2)] == [200, 200]  # the POST was the first
+    assert own_key(api, maker["key"]).status_code == 200  # the fourth
+    problem(own_key(api, minted), 429)
+    problem(own_key(api, maker["key"]), 429)
+
     # One minute window for both keys of a rotation.
     created = api.create_key(scopes=["self"], user_id=user["id"], rate_limit_per_minute=5)
     old = created["key"]

@@ -108,10 +108,13 @@ struct MigrationRunnerTests {
                 """)
             let before = try db.query("SELECT id::text AS id, updated_at::text AS at FROM api_keys ORDER BY id").map { try $0.decode("at", as: String.self) }
             try runner.up()
-            let lineage = Dictionary(uniqueKeysWithValues: try db.query("SELECT id::text AS id, lineage_id::text AS lineage FROM api_keys").map {
+            let lineage = Dictionary(uniqueKeysWithValues: try db.query("SELECT id::text AS id, coalesce(lineage_id, id)::text AS lineage, lineage_id IS NULL AS own FROM api_keys").map {
                 (try $0.decode("id", as: String.self), try $0.decode("lineage", as: String.self))
             })
             #expect(lineage == [first: first, second: first, third: first, alone: alone])
+            // Only chain members are written (a table-wide rewrite would hold the lock longer).
+            let written = try db.query("SELECT count(*) AS n FROM api_keys WHERE lineage_id IS NOT NULL").first
+            #expect(try written?.decode("n", as: Int.self) == 2)
             let counts = try db.query("SELECT key_id::text AS key, (current_date - day) AS ago, requests FROM api_key_quota_usage ORDER BY 1, 2").map {
                 "\(try $0.decode("key", as: String.self) == first ? "first" : "alone") \(try $0.decode("ago", as: Int.self)) \(try $0.decode("requests", as: Int.self))"
             }
@@ -127,7 +130,7 @@ struct MigrationRunnerTests {
             try db.query("DELETE FROM api_keys WHERE id = \(first)::uuid")
             let orphan = try db.query("""
                 INSERT INTO api_keys (key_hash, key_prefix, name, scopes) VALUES (sha256('6'), 'p', 'new', '{self}')
-                RETURNING (lineage_id = id) AS own
+                RETURNING (coalesce(lineage_id, id) = id) AS own
                 """).first
             #expect(try orphan?.decode("own", as: Bool.self) == true)
         }

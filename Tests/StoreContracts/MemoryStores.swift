@@ -45,7 +45,7 @@ public final class MemoryKeyStore: KeyStoring {
                                allowedPaths: key.allowedPaths, allowedIPs: key.allowedIPs, limits: key.limits,
                                active: active, createdAt: now, updatedAt: now, expiresAt: key.expiresAt, lastUsedAt: nil,
                                lastUsedEndpoint: nil, requestCount: 0, revokedAt: active ? nil : now, rotatedFrom: key.rotatedFrom,
-                               lineageID: rows.first { $0.id == key.rotatedFrom }?.lineageID)
+                               lineageID: key.lineageID ?? rows.first { $0.id == key.rotatedFrom }?.lineageID)
         record.keyHash = key.hash
         rows.append(record)
         return record

@@ -43,6 +43,11 @@ public enum StoreContract {
         check.that(created.active && created.revokedAt == nil && created.expiresAt == nil && created.status(at: Clock.wallMicroseconds()) == "active",
                    "a new key is active")
         check.that(created.lineageID == created.id, "a new key starts its own lineage")
+        var joining = newKey(12)
+        joining.lineageID = created.id
+        let joined = try store.create(joining, by: .operatorOnHost)
+        check.that(try joined.lineageID == created.id && store.find(hash: joining.hash)?.lineageID == created.id,
+                   "a key created into a lineage keeps it")
         check.that(try store.find(hash: key.hash)?.id == created.id, "find by hash returns the key")
         check.that(try store.find(hash: [UInt8](repeating: 99, count: 32)) == nil, "find of an unknown hash is nil")
         check.that(try store.get(id: created.id.uppercased())?.id == created.id, "get takes the id in any case")

@@ -47,11 +47,12 @@ ALTER TABLE api_keys ENABLE TRIGGER USER;
 INSERT INTO api_key_quota_usage (key_id, day, requests)
 SELECT k.lineage_id, q.day, sum(q.requests)
 FROM api_key_quota_usage q JOIN api_keys k ON k.id = q.key_id
-WHERE k.lineage_id IS NOT NULL AND k.lineage_id <> k.id
+WHERE k.rotated_from IS NOT NULL AND k.lineage_id IS NOT NULL -- (rotated_from: indexed, with statistics)
 GROUP BY 1, 2
 ORDER BY 1, 2
 ON CONFLICT (key_id, day) DO UPDATE SET requests = api_key_quota_usage.requests + excluded.requests;
-DELETE FROM api_key_quota_usage q USING api_keys k WHERE k.id = q.key_id AND k.lineage_id IS NOT NULL AND k.lineage_id <> k.id;
+DELETE FROM api_key_quota_usage q USING api_keys k
+WHERE k.id = q.key_id AND k.rotated_from IS NOT NULL AND k.lineage_id IS NOT NULL;
 
 -- The lookup through a transaction pooler, now with lineage_id (Storage/KeyStore.swift's
 -- recordColumns). Beside 0006's keygate_key_lookup, which workers of the previous

@@ -167,11 +167,10 @@ public struct RateTable: @unchecked Sendable {
         }
         return mutex.withLock(repair: repair) {
             let entry = slot(for: words, now: tick)
-            if !limits.hasQuota {
-                // Quota counts are kept only while the key has a quota; one added later is
-                // loaded afresh from the database.
-                entry.pointee.seed = Seed.none.rawValue
-            } else if entry.pointee.seed == Seed.done.rawValue, Self.isPeriodsAhead(entry, now: now) {
+            // An entry is a key lineage's, whose keys may differ in limits: one without a quota
+            // neither loads the counts nor resets them; once loaded they count every request
+            // let through (as the database does), whichever key made it.
+            if limits.hasQuota, entry.pointee.seed == Seed.done.rawValue, Self.isPeriodsAhead(entry, now: now) {
                 // The wall clock had run whole periods ahead and was set right: what is held
                 // counts a period still to come, and this period's usage is in the database.
                 // (What this host has recorded but not yet stored is not in it: the key may
@@ -229,7 +228,7 @@ public struct RateTable: @unchecked Sendable {
             windows.minute.count()
             windows.hour.count()
             windows.burst.count()
-            if limits.hasQuota {
+            if entry.pointee.seed == Seed.done.rawValue {
                 entry.pointee.dayCount += 1
                 entry.pointee.monthCount += 1
             }

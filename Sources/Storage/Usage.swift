@@ -85,8 +85,9 @@ public enum UsageQueries {
         return Page(items: items, nextCursor: next)
     }
 
-    /// Requests of a key lineage (a key and its rotations) counted against the daily and
-    /// monthly quota (UTC day and month so far), as the housekeeper has stored them.
+    /// Requests of a key lineage (a key, its rotations and the keys it made through
+    /// self-service) counted against the daily and monthly quota (UTC day and month so
+    /// far), as the housekeeper has stored them.
     /// `now` (wall µs) is the caller's clock: the day and month counted are the ones the
     /// caller's rate table is in, even when the database's clock is a little off.
     public static func quotaUsage(lineageID: String, now: Int64, on db: PostgresConnection) throws(StoreError) -> (today: Int, month: Int) {

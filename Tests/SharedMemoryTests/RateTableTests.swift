@@ -176,6 +176,20 @@ struct RateTableTests {
         #expect(decide(table, withQuota, at: noon + 2)?.dailyUsed == 7)
     }
 
+    @Test("keys of one lineage with and without a quota share the loaded counts: the one without neither resets nor skips them")
+    func mixedLineage() throws {
+        let table = try makeTable()
+        let withQuota = RateLimits(perMinute: 100, daily: 10)
+        #expect(table.check(key, limits: withQuota, now: noon) == .needsQuotaCounts)
+        let day = noon / RateTable.day
+        table.seedQuota(key, QuotaCounts(day: day, dayCount: 3, month: RateTable.month(ofDay: day), monthCount: 3), now: noon)
+        #expect(decide(table, withQuota, at: noon + 1)?.dailyUsed == 4)
+        // Another key of the lineage (the same entry), rate-limited but without a quota.
+        #expect(allowed(table, RateLimits(perMinute: 100), count: 2, at: noon + 2) == 2)
+        // No reload, and its requests were counted, as the database counts them.
+        #expect(decide(table, withQuota, at: noon + 3)?.dailyUsed == 7)
+    }
+
     @Test("windows run on the monotonic clock: a wall-clock step back changes nothing")
     func monotonicWindows() throws {
         let table = try makeTable()

@@ -32,6 +32,7 @@ struct KeyMetadata: JSONFields {
             JSONField("request_count", .integer(record.requestCount)),
             JSONField("revoked_at", .string(record.revokedAt.map(time))),
             JSONField("rotated_from", .string(record.rotatedFrom)),
+            JSONField("lineage_id", .string(record.lineageID)),
         ]
         if let key { fields.append(JSONField("key", .string(key))) }
         return fields

@@ -274,6 +274,7 @@ def test_a_rotation_continues_its_keys_quota_and_rate_window(stack, api, aux_poo
     old = created["key"]
     assert [own_key(api, old).status_code for _ in range(3)] == [200] * 3
     successor = rotate_itself(created, old)
+    assert successor["lineage_id"] == created["id"] and created["lineage_id"] == created["id"]
     new = successor["key"]
     body = own_key(api, new).json()  # the three, the rotation itself, and this one
     assert body["quota"]["daily_used"] == 5 and body["quota"]["daily_remaining"] == 2
@@ -298,7 +299,7 @@ def test_a_rotation_continues_its_keys_quota_and_rate_window(stack, api, aux_poo
     assert r.status_code == 201, r.text
     CREATED_KEYS.append(r.json()["key"])
     minted = r.json()["key"]
-    assert r.json()["quota_daily"] == 4
+    assert r.json()["quota_daily"] == 4 and r.json()["lineage_id"] == maker["id"]
     assert [own_key(api, minted).status_code for _ in range(2)] == [200, 200]  # the POST was the first
     assert own_key(api, maker["key"]).status_code == 200  # the fourth
     problem(own_key(api, minted), 429)

@@ -81,8 +81,9 @@ def test_create_returns_raw_key_once_and_metadata(api):
     assert created["key_prefix"] == created["key"][:12]
     for field in ("id", "name", "key_prefix", "environment", "user_id", "scopes", "allowed_paths", "allowed_ips", "rate_limit_per_minute",
                   "rate_limit_per_hour", "burst", "quota_daily", "quota_monthly", "active", "status", "created_at", "expires_at",
-                  "last_used_at", "last_used_endpoint", "request_count", "revoked_at", "rotated_from"):
+                  "last_used_at", "last_used_endpoint", "request_count", "revoked_at", "rotated_from", "lineage_id"):
         assert field in created, field
+    assert created["lineage_id"] == created["id"]
     assert created["status"] == "active" and created["scopes"] == ["keys:read"]
     shown = api.call("GET", f"{ADMIN}/api-keys/{created['id']}").json()
     assert "key" not in shown and "key_hash" not in shown

@@ -52,17 +52,14 @@ public struct HostState: @unchecked Sendable {
         guard Files.exists(path) else { return nil }
         let ring: UsageRing
         do {
-            // Its records go to the database as they are: only a file nobody else could write.
+            // Its records go to the database as they are: only a file nobody else could write,
+            // of this build's layout (an upgrade that changed it loses them), intact.
             ring = try UsageRing.attach(SharedRegion.openPrivate(path: path))
+            // Damaged: positions or sequence numbers out of range.
+            guard ring.isConsistentAtRest else { throw SegmentError.wrongKind("usage ring") }
         } catch {
-            // Also after an upgrade that changed the ring's layout: its records are lost.
             logger.warning("the last run's usage ring is not usable; a fresh one replaces it",
                            [("usage_ring", path), ("error", String(describing: error))])
-            return nil
-        }
-        guard ring.isConsistentAtRest else {
-            logger.warning("the last run's usage ring is not usable; a fresh one replaces it",
-                           [("usage_ring", path), ("error", "positions out of range (a damaged file)")])
             return nil
         }
         let pending = ring.statistics.pending
